@@ -1,0 +1,229 @@
+"""The two embedded forms of a convolution: a dense FC layer (eFCN) and a locally connected
+layer (eLCN).
+
+Both remember the :class:`~needle_core.geometry.ConvGeometry` they came from and expose their
+weights as a *band* ``(G, Og, Ho, Wo, Cg, kh, kw)``: one entry per copy of a kernel weight.
+The subspace code (:mod:`needle_core.subspace`) only ever talks to that interface, so the
+eFCN and the eLCN share one implementation of ``project`` and ``deviation``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .geometry import ConvGeometry, as_4d, pad_4d
+
+
+class EmbeddedConv(nn.Module):
+    """Base class: a convolution written in a bigger weight space.
+
+    Subclasses store ``weight`` and ``bias`` in their own layout and define ``band`` (a view
+    of ``weight`` with one entry per kernel copy) and ``bias_band`` ``(G, Og, Ho, Wo)``.
+    """
+
+    kind: str
+
+    def __init__(self, geometry: ConvGeometry, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.geometry = geometry
+        self.weight = nn.Parameter(weight)
+        self.bias = None if bias is None else nn.Parameter(bias)
+
+    # -- the linear map between kernel space and this layer's space -------------------------
+    @classmethod
+    def from_conv(cls, conv: nn.Module, geometry: ConvGeometry) -> "EmbeddedConv":
+        """The embedded layer computing exactly ``conv`` on inputs of ``geometry.in_hw``."""
+        with torch.no_grad():
+            weight = cls.embed_kernel(geometry, conv.weight.detach())
+            bias = None if conv.bias is None else cls.embed_bias(geometry, conv.bias.detach())
+        return cls(geometry, weight, bias)
+
+    @classmethod
+    def empty_weight(cls, geometry: ConvGeometry, like: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @classmethod
+    def band_of(cls, geometry: ConvGeometry, weight: torch.Tensor) -> torch.Tensor:
+        """View of ``weight`` (this layer's layout) as the band ``(G, Og, Ho, Wo, Cg, kh, kw)``."""
+        raise NotImplementedError
+
+    @classmethod
+    def embed_kernel(cls, geometry: ConvGeometry, kernel: torch.Tensor) -> torch.Tensor:
+        """The linear embedding of a kernel-shaped tensor (a weight, a gradient, a momentum
+        buffer) into this layer's weight layout: zero off the band, one copy per position."""
+        weight = cls.empty_weight(geometry, kernel)
+        cls.write_band(geometry, weight, kernel)
+        return weight
+
+    @classmethod
+    def write_band(cls, geometry: ConvGeometry, weight: torch.Tensor, kernel: torch.Tensor) -> None:
+        """Copy ``kernel`` to every position of the band of a zeroed ``weight``, in place."""
+        g, og, _, _, cg, kh, kw = geometry.band_shape
+        cls.band_of(geometry, weight).copy_(kernel.reshape(g, og, 1, 1, cg, kh, kw).expand(geometry.band_shape))
+
+    @torch.no_grad()
+    def load_kernel(self, kernel: torch.Tensor, bias: torch.Tensor | None) -> None:
+        """Overwrite this layer, in place, with the embedding of ``kernel`` and ``bias``."""
+        self.weight.data.zero_()
+        self.write_band(self.geometry, self.weight.data, kernel)
+        if self.bias is not None:
+            self.bias.data.copy_(self.embed_bias(self.geometry, bias))
+
+    @classmethod
+    def embed_bias(cls, geometry: ConvGeometry, bias: torch.Tensor) -> torch.Tensor:
+        """The embedding of a conv bias ``(O,)``: one copy per output position."""
+        ho, wo = geometry.out_hw
+        return cls.bias_layout(geometry, bias[:, None, None].expand(-1, ho, wo).contiguous())
+
+    @staticmethod
+    def bias_layout(geometry: ConvGeometry, bias_ohw: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- views used by the subspace geometry ----------------------------------------------
+    @property
+    def band(self) -> torch.Tensor:
+        return self.band_of(self.geometry, self.weight.data)
+
+    @property
+    def bias_band(self) -> torch.Tensor | None:
+        if self.bias is None:
+            return None
+        g = self.geometry.groups
+        return self.bias.data.view(g, -1, *self.geometry.out_hw)
+
+    def off_band_sq_norm(self) -> float:
+        """Squared norm of the live weights outside every receptive field (locality part)."""
+        return 0.0
+
+    def dead_count(self) -> int:
+        """Number of weights that only ever read padding zeros (never trained)."""
+        raise NotImplementedError
+
+    def make_conv(self) -> nn.Module:
+        """A fresh conv of the original type and hyper-parameters (weights uninitialised)."""
+        cls = nn.Conv1d if self.geometry.dim == 1 else nn.Conv2d
+        p = self.weight
+        return cls(**self.geometry.conv_args, device=p.device, dtype=p.dtype)
+
+    def extra_repr(self) -> str:
+        g = self.geometry
+        return (f"{g.in_channels}x{g.padded_hw[0]}x{g.padded_hw[1]} -> {g.out_channels}x{g.out_hw[0]}x{g.out_hw[1]}, "
+                f"kernel={g.kernel}, stride={g.stride}, dilation={g.dilation}, groups={g.groups}, "
+                f"bias={self.bias is not None}")
+
+    def _out(self, y: torch.Tensor, n: int) -> torch.Tensor:
+        y = y.reshape(n, self.geometry.out_channels, *self.geometry.out_hw)
+        return y.squeeze(2) if self.geometry.dim == 1 else y
+
+
+class FCConv(EmbeddedConv):
+    """eFCN layer: a dense matrix ``(O*Ho*Wo, C*Hp*Wp)`` acting on the flattened padded map.
+
+    ``W[(o,i,j), (c,y,x)] = w[o, c, y - i*sh, x - j*sw]`` inside the receptive field, 0
+    elsewhere; every one of those entries is a free parameter.  Input ``(N, C, H, W)`` or
+    ``(N, C, L)``, output ``(N, O, Ho, Wo)`` or ``(N, O, Lo)``, exactly as the conv.
+    """
+
+    kind = "fc"
+
+    @classmethod
+    def empty_weight(cls, geometry, like):
+        return like.new_zeros(geometry.out_features, geometry.in_features)
+
+    @classmethod
+    def band_of(cls, geometry, weight):
+        return weight.as_strided(geometry.band_shape, geometry.band_strides())
+
+    @staticmethod
+    def bias_layout(geometry, bias_ohw):
+        return bias_ohw.reshape(-1)
+
+    def forward(self, x):
+        n = x.shape[0]
+        x = pad_4d(as_4d(x, self.geometry.dim), self.geometry).reshape(n, -1)
+        return self._out(F.linear(x, self.weight, self.bias), n)
+
+    def reset_parameters(self):
+        """PyTorch's default ``nn.Linear`` initialisation (the FCN baseline)."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.weight.shape[1])
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def _columns(self, weight: torch.Tensor) -> torch.Tensor:
+        hp, wp = self.geometry.padded_hw
+        return weight.view(weight.shape[0], self.geometry.in_channels, hp, wp)
+
+    def off_band_sq_norm(self):
+        # Zero the band in place, measure what is left on live columns, put the band back:
+        # exact (no cancellation between two big norms) and no full-size temporary.
+        with torch.no_grad():
+            band = self.band
+            saved = band.clone()
+            band.zero_()
+            try:
+                cols = self._columns(self.weight.data)
+                box = self.geometry.alive_box()
+                live = cols[:, :, box[0], box[1]] if box else cols[:, :, self.geometry.alive]
+                return float(torch.linalg.vector_norm(live)) ** 2 if live.numel() else 0.0
+            finally:
+                band.copy_(saved)
+
+    def dead_count(self):
+        return self.geometry.out_features * self.geometry.in_channels * int((~self.geometry.alive).sum())
+
+
+class LCConv(EmbeddedConv):
+    """eLCN layer: locality kept, weight sharing untied.
+
+    Weight ``(O, Ho, Wo, Cg, kh, kw)`` (one kernel per output position) and bias
+    ``(O, Ho, Wo)``.  Computed by unfolding the padded input into patches.
+    """
+
+    kind = "lc"
+
+    @classmethod
+    def empty_weight(cls, geometry, like):
+        o, (ho, wo), cg = geometry.out_channels, geometry.out_hw, geometry.in_channels // geometry.groups
+        return like.new_zeros(o, ho, wo, cg, *geometry.kernel)
+
+    @classmethod
+    def band_of(cls, geometry, weight):
+        return weight.view(geometry.band_shape)
+
+    @staticmethod
+    def bias_layout(geometry, bias_ohw):
+        return bias_ohw
+
+    def forward(self, x):
+        g = self.geometry
+        n = x.shape[0]
+        x = pad_4d(as_4d(x, g.dim), g)
+        patches = F.unfold(x, g.kernel, dilation=g.dilation, stride=g.stride)  # (N, C*kh*kw, L)
+        groups, og, ho, wo, cg, kh, kw = g.band_shape
+        patches = patches.view(n, groups, cg * kh * kw, ho * wo)
+        weight = self.weight.view(groups, og, ho * wo, cg * kh * kw)
+        y = torch.einsum("ngkl,golk->ngol", patches, weight)
+        if self.bias is not None:
+            y = y + self.bias.view(groups, og, ho * wo)
+        return self._out(y, n)
+
+    def reset_parameters(self):
+        """PyTorch's default conv initialisation, per position (the eLCN-from-scratch baseline)."""
+        fan_in = self.weight[0, 0, 0].numel()
+        bound = 1 / math.sqrt(fan_in)
+        # kaiming_uniform_(a=sqrt(5)) on a conv weight is U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def dead_count(self):
+        dead_copies = (~self.geometry.copy_alive()).sum()
+        g, og, _, _, cg, _, _ = self.geometry.band_shape
+        return int(dead_copies) * g * og * cg
+
+
+LAYERS = {"fc": FCConv, "lc": LCConv}
