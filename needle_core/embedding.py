@@ -77,9 +77,11 @@ def _probe(model: nn.Module, input_shape: tuple[int, ...]) -> dict[int, tuple]:
         if mode == "constant" and getattr(module, "value", 0) != 0:
             return  # a non-zero constant is an input like any other: it trains
         x = inputs[0]
-        dim = 1 if x.dim() == 2 or isinstance(module, (nn.ConstantPad1d, nn.ReflectionPad1d, nn.ReplicationPad1d, nn.CircularPad1d)) else 2
+        if x.dim() not in (3, 4) or (x.dim() == 3 and len(module.padding) == 4):
+            return  # not a batched map, or a 2-d pad that pads the channels too: left as live
+        dim = 1 if x.dim() == 3 else 2  # the map's dims, not the pad's: a 1-d pad also pads (N, C, H, W)
         before = alive_of.get(id(x), (None, torch.ones(_spatial(x.shape, dim), dtype=torch.bool)))[1]
-        pad = tuple(module.padding) + ((0, 0) if dim == 1 else ())
+        pad = tuple(module.padding) + ((0, 0) if len(module.padding) == 2 else ())
         if min(pad) < 0:
             return  # negative padding crops: leave liveness unknown (treated as live)
         alive_of[id(output)] = (output, propagate_alive(before, pad, mode))
@@ -93,14 +95,28 @@ def _probe(model: nn.Module, input_shape: tuple[int, ...]) -> dict[int, tuple]:
                 f"embedding needs batched inputs (N, C{', L' if dim == 1 else ', H, W'}). Check input_shape.")
         in_hw = _spatial(x.shape, dim)
         upstream = alive_of.get(id(x), (None, None))[1]
-        if id(module) in seen and seen[id(module)][0] != in_hw:
-            raise EmbeddingError(
-                f"module '{paths[id(module)][0]}' ({type(module).__name__}) is called on inputs of sizes "
-                f"{seen[id(module)][0]} and {in_hw}: one FC layer cannot represent both. Use a separate conv per call.")
+        if id(module) in seen:
+            before_hw, before = seen[id(module)]
+            if before_hw != in_hw:
+                raise EmbeddingError(
+                    f"module '{paths[id(module)][0]}' ({type(module).__name__}) is called on inputs of sizes "
+                    f"{before_hw} and {in_hw}: one FC layer cannot represent both. Use a separate conv per call.")
+            # a shared conv: a position is dead only if it is a padding zero on every call
+            upstream = None if before is None or upstream is None else before | upstream.reshape(before.shape)
         seen[id(module)] = (in_hw, upstream)
+
+    running: list[nn.Module] = []  # modules whose forward has started and not returned
+
+    def enter_hook(module, inputs):
+        running.append(module)
+
+    def leave_hook(module, inputs, output):
+        running.pop()
 
     handles = [m.register_forward_hook(pad_hook) for m in model.modules() if type(m) in PADS]
     handles += [m.register_forward_pre_hook(conv_hook) for m in model.modules() if isinstance(m, CONVS)]
+    handles += [m.register_forward_pre_hook(enter_hook) for m in model.modules()]
+    handles += [m.register_forward_hook(leave_hook) for m in model.modules()]
     training = {m: m.training for m in model.modules()}
     param = next(model.parameters(), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.get_default_dtype()
@@ -112,8 +128,12 @@ def _probe(model: nn.Module, input_shape: tuple[int, ...]) -> dict[int, tuple]:
     except EmbeddingError:
         raise
     except Exception as err:  # the model's own error, re-raised with what to check
+        where = ""
+        if running:  # the innermost module still running is the one that failed
+            failed = running[-1]
+            where = f" in module '{paths[id(failed)][0] or '<root>'}' ({type(failed).__name__})"
         raise EmbeddingError(
-            f"the model's forward failed on an input of shape (1, {', '.join(map(str, input_shape))}): "
+            f"the model's forward failed{where} on an input of shape (1, {', '.join(map(str, input_shape))}): "
             f"{type(err).__name__}: {err}. input_shape is one example without the batch dimension, "
             "e.g. (3, 32, 32) for CIFAR-10.") from err
     finally:
@@ -151,7 +171,10 @@ def embed(model: nn.Module, input_shape: tuple[int, ...], kind: str = "fc") -> n
             raise EmbeddingError(f"module '{old_paths[id(module)][0]}': input {in_hw} is smaller than the kernel.")
         layer = LAYERS[kind].from_conv(module, geometry)
         for path in old_paths[id(module)]:
-            _replace(new, path, layer)
+            if path == "":  # the model itself is the conv
+                new = layer
+            else:
+                _replace(new, path, layer)
     return new
 
 
@@ -171,5 +194,8 @@ def to_cnn(model: nn.Module) -> nn.Module:
             if conv.bias is not None:
                 conv.bias.copy_(bias)
         for path in paths[id(layer)]:
-            _replace(new, path, conv)
+            if path == "":  # the model itself is the layer
+                new = conv
+            else:
+                _replace(new, path, conv)
     return new

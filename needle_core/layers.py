@@ -76,7 +76,9 @@ class EmbeddedConv(nn.Module):
     def embed_bias(cls, geometry: ConvGeometry, bias: torch.Tensor) -> torch.Tensor:
         """The embedding of a conv bias ``(O,)``: one copy per output position."""
         ho, wo = geometry.out_hw
-        return cls.bias_layout(geometry, bias[:, None, None].expand(-1, ho, wo).contiguous())
+        # repeat always copies (expand().contiguous() is a view of `bias` when Ho = Wo = 1,
+        # and the embedded layer would then share its bias with the CNN)
+        return cls.bias_layout(geometry, bias[:, None, None].repeat(1, ho, wo))
 
     @staticmethod
     def bias_layout(geometry: ConvGeometry, bias_ohw: torch.Tensor) -> torch.Tensor:

@@ -47,8 +47,8 @@ def _centred(x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.T
 def _mean_mask(layer: EmbeddedConv) -> torch.Tensor:
     """``(1, 1, Ho, Wo, 1, kh, kw)``: the copies that enter the mean: the live ones, or all
     of them for a kernel entry that only ever reads padding."""
-    alive = layer.geometry.copy_alive()
-    return (alive | ~alive.any(0).any(0)).to(layer.weight.dtype)[None, None, :, :, None]
+    alive = layer.geometry.copy_alive()  # the geometry's masks live on the CPU
+    return (alive | ~alive.any(0).any(0)).to(layer.weight)[None, None, :, :, None]
 
 
 def _chunks(layer: EmbeddedConv, size: int = 1 << 21):
@@ -94,7 +94,7 @@ def layer_sq_norms(layer: EmbeddedConv) -> dict[str, float]:
     ``dead`` (squared norm of the dead weights) and the counts."""
     mask = _mean_mask(layer)
     alive = layer.geometry.copy_alive()
-    alive = None if bool(alive.all()) else alive.to(mask.dtype)[None, None, :, :, None]
+    alive = None if bool(alive.all()) else alive.to(mask)[None, None, :, :, None]
     in_band = ws = 0.0
     for chunk in _chunks(layer):
         spread = _centred(chunk, mask)[1]
