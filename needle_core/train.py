@@ -22,3 +22,39 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     model.train(was_training)
     n = max(len(x), 1)
     return float(loss_sum) / n, float(correct) / n
+
+
+def make_optimizer(params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> torch.optim.SGD:
+    """Plain SGD, the paper's optimiser (lr 0.1, no momentum, no weight decay by default)."""
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def epoch_generator(seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator that shuffles epoch ``epoch`` of a run seeded ``seed``.
+
+    Seeded from (seed, epoch) alone, so a run resumed at any epoch boundary draws exactly
+    the batches it would have drawn: nothing about the RNG needs to be checkpointed.
+    """
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                batch_size: int, seed: int, epoch: int) -> torch.Tensor:
+    """One epoch of SGD over a seeded permutation of ``(x, y)``; returns the mean training
+    loss as a 0-d tensor on the device (no host synchronisation per step).
+
+    Dropout draws from the global RNG, which is re-seeded from (seed, epoch) for the same
+    reason as :func:`epoch_generator`.
+    """
+    from .data import batches
+
+    torch.manual_seed(seed * 1_000_003 + epoch)
+    model.train()
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    for idx in batches(len(x), batch_size, epoch_generator(seed, epoch, x.device)):
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach().double() * len(idx)
+    return total / len(x)

@@ -1,0 +1,173 @@
+"""Sweep configurations and the named profiles, defined in one place.
+
+A :class:`SweepConfig` is the grid architecture × width × n_train × seed × switch time ×
+kind plus the optimiser settings.  Profiles are named configs; any field can be
+overridden from the command line (``--set epochs=20``) or a YAML file.  ``validate``
+catches every config error before any training starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+
+def log_epochs(epochs: int, points: int = 20) -> list[int]:
+    """Evaluation epochs of the authors' code: ``{0} ∪ unique(int(logspace(0, log10(E), 20)))``.
+
+    For ``E = 100``: 0 1 2 3 4 5 6 8 11 14 18 23 29 37 48 61 78 100 (paper.md §4).
+    """
+    if epochs < 1:
+        return [0]
+    grid = np.unique(np.logspace(0, np.log10(epochs), points).astype(int))
+    return sorted({0, *map(int, grid), epochs})
+
+
+@dataclass
+class SweepConfig:
+    """Everything a sweep needs; the defaults are the paper's (paper.md §4)."""
+
+    name: str = "custom"
+    dataset: str = "cifar10"  # cifar10 | cifar100 | synthetic | folder:/path (ImageFolder or .tar.gz)
+    data_root: str = "data"
+    archs: list[str] = field(default_factory=lambda: ["vanilla"])
+    widths: list[int] = field(default_factory=lambda: [64])
+    n_trains: list[int | None] = field(default_factory=lambda: [None])  # None: the whole training set
+    n_test: int | None = None
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    epochs: int = 100
+    switch_times: list[int] = field(default_factory=lambda: log_epochs(100)[:-1])
+    kinds: list[str] = field(default_factory=lambda: ["fc", "lc"])
+    baselines: list[str] = field(default_factory=lambda: ["fcn"])  # fcn (FCN from scratch), lcn (eLCN from scratch)
+    lr: float = 0.1
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = 250
+    lr_after: float | None = None  # learning rate after the switch; None keeps lr
+    eval_points: int = 20  # log-spaced evaluation epochs (plus every switch time)
+    eval_batch_size: int = 1000
+    deviation: bool = True  # measure δ, δ_loc, δ_ws at every evaluation of embedded nets
+    save_final: bool = True  # keep each run's final weights (landscape figure)
+    checkpoint_minutes: float = 5.0  # resume checkpoints of long runs, at most this far apart
+    divergence_loss: float = 1e3  # a training loss above this (or NaN) stops the run as diverged
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # CPU threads for torch; 0 leaves torch's default (all cores)
+
+    @property
+    def eval_epochs(self) -> list[int]:
+        return sorted(set(log_epochs(self.epochs, self.eval_points)) | set(self.switch_times))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Short hash of the fields that change results (not the device or thread count)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in ("name", "device", "threads", "data_root")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+_PAPER_SWITCH = log_epochs(100)[:-1]  # 0 ... 78: every evaluation epoch but the last
+
+PROFILES: dict[str, dict] = {
+    # Synthetic data, CPU, the whole sweep in well under a minute: tests and notebook defaults.
+    "smoke": dict(dataset="synthetic", archs=["vanilla"], widths=[4], n_trains=[500], n_test=500, seeds=[0, 1],
+                  epochs=6, switch_times=[0, 2, 4], eval_points=6, device="cpu"),
+    # CIFAR-10 subset sized so that every figure of the book runs in about an hour on 2 CPU cores.
+    "cpu": dict(dataset="cifar10", archs=["vanilla"], widths=[16], n_trains=[4000], n_test=2000, seeds=[0, 1, 2],
+                epochs=30, switch_times=[0, 1, 3, 6, 12, 20], eval_points=12, device="auto"),
+    # The paper: VanillaCNN ch=64 and AlexNet, all of CIFAR-10, 100 epochs, the full switch grid, GPU.
+    "paper": dict(dataset="cifar10", archs=["vanilla", "alexnet"], widths=[64], n_trains=[None], seeds=[0, 1, 2],
+                  epochs=100, switch_times=_PAPER_SWITCH, device="cuda"),
+}
+
+
+def _coerce(name: str, value, current):
+    """Parse a command-line value with YAML and check it has the field's type."""
+    if isinstance(value, str):
+        value = yaml.safe_load(value)
+    if isinstance(current, list) and not isinstance(value, list):
+        value = [value]
+    return value
+
+
+def make_config(profile: str = "smoke", overrides: dict | None = None, yaml_file: str | Path | None = None) -> SweepConfig:
+    """The config of a named profile, then the YAML file's fields, then ``overrides``."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}: choose one of {sorted(PROFILES)}.")
+    fields = {f.name for f in dataclasses.fields(SweepConfig)}
+    values = dict(PROFILES[profile], name=profile)
+    layers = [yaml.safe_load(Path(yaml_file).read_text()) or {}] if yaml_file else []
+    for layer in layers + [overrides or {}]:
+        for key, value in layer.items():
+            if key not in fields:
+                raise ValueError(f"unknown config field {key!r}; valid fields: {', '.join(sorted(fields))}.")
+            values[key] = _coerce(key, value, getattr(SweepConfig(), key))
+    config = SweepConfig(**values)
+    validate(config)
+    return config
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["epochs=20", "seeds=[0,1]"]`` -> ``{"epochs": "20", "seeds": "[0,1]"}``."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"override {pair!r} is not KEY=VALUE (e.g. --set epochs=20).")
+        out[key.strip()] = value
+    return out
+
+
+def validate(config: SweepConfig) -> None:
+    """Raise ValueError naming the field and the fix for anything that would fail later."""
+    from .models import ARCHITECTURES, cnn  # models import torch: keep config importable cheaply
+
+    def fail(msg):
+        raise ValueError(f"invalid sweep config: {msg}")
+
+    if config.epochs < 1:
+        fail(f"epochs={config.epochs}: train for at least 1 epoch.")
+    for t in config.switch_times:
+        if not isinstance(t, int) or not 0 <= t < config.epochs:
+            fail(f"switch time {t} is outside [0, epochs={config.epochs}): a branch must train after its switch; "
+                 f"lower it or raise epochs.")
+    for arch in config.archs:
+        if arch not in ARCHITECTURES:
+            fail(f"unknown architecture {arch!r}: choose from {sorted(ARCHITECTURES)}.")
+    for kind in config.kinds:
+        if kind not in ("fc", "lc"):
+            fail(f"kind {kind!r}: use 'fc' (eFCN) and/or 'lc' (eLCN).")
+    for b in config.baselines:
+        if b not in ("fcn", "lcn"):
+            fail(f"baseline {b!r}: use 'fcn' (FCN from scratch) and/or 'lcn' (eLCN from scratch).")
+    for w in config.widths:
+        if not isinstance(w, int) or w < 1:
+            fail(f"width {w!r}: use a positive integer (the paper uses 64).")
+    for n in config.n_trains:
+        if n is not None and (not isinstance(n, int) or n < 1):
+            fail(f"n_train {n!r}: use a positive integer or null for the whole training set.")
+    if not config.seeds:
+        fail("seeds is empty: give at least one seed.")
+    if config.lr <= 0 or (config.lr_after is not None and config.lr_after <= 0):
+        fail("learning rates must be positive.")
+    if config.batch_size < 1:
+        fail(f"batch_size={config.batch_size}: use a positive integer.")
+    if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
+        fail(f"device {config.device!r}: use auto, cpu or cuda.")
+    if not (config.dataset in ("cifar10", "cifar100", "synthetic") or config.dataset.startswith("folder:")):
+        fail(f"dataset {config.dataset!r}: use cifar10, cifar100, synthetic or folder:/path/to/imagefolder.")
+    import torch
+
+    for arch in config.archs:  # a width that breaks the shapes fails here, not mid-sweep
+        for w in config.widths:
+            try:
+                with torch.device("meta"):
+                    model = cnn(arch, ch=w)
+                model.to_empty(device="cpu")(torch.zeros(1, 3, 32, 32))
+            except Exception as err:
+                fail(f"{arch} with width {w} does not run on 3x32x32 inputs ({err}).")

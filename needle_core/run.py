@@ -1,0 +1,187 @@
+"""One run of the protocol, resumable: a CNN trunk, an eFCN/eLCN branch, a controlled CNN,
+or an FCN/eLCN trained from scratch.
+
+Epochs count from the CNN's start: a branch switched at ``t_w`` starts at epoch ``t_w``
+from its trunk's checkpoint and trains to the same total budget.  State at "epoch e"
+means after e epochs; evaluations, switch checkpoints and resume points all sit on epoch
+boundaries, and every epoch's shuffling and dropout are seeded by (seed, epoch), so a run
+killed at any moment resumes with bit-identical results (CPU).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .config import SweepConfig
+from .embedding import embed, embedded_layers
+from .models import cnn, fcn
+from .store import ResultStore, environment
+from .subspace import deviation
+from .switch import switch
+from .train import evaluate, make_optimizer, train_epoch
+
+#: role -> (model family, kind of embedding or None)
+ROLES = {"cnn": None, "efcn": "fc", "elcn": "lc", "cnn_control": None, "fcn": "fc", "lcn": "lc"}
+BRANCHES = ("efcn", "elcn", "cnn_control")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run is.  ``switch_time`` is set for branches and controls only."""
+
+    role: str
+    arch: str
+    width: int
+    n_train: int | None
+    seed: int
+    switch_time: int | None = None
+    lr_after: float | None = None
+
+    @property
+    def kind(self) -> str | None:
+        return ROLES[self.role]
+
+    @property
+    def group(self) -> str:
+        n = "all" if self.n_train is None else self.n_train
+        return f"{self.arch}-w{self.width}-n{n}-s{self.seed}"
+
+    @property
+    def run(self) -> str:
+        """Run id, also its folder in the store: ``<group>/<role>[-t<t_w>]``."""
+        suffix = f"-t{self.switch_time}" if self.role in BRANCHES else ""
+        return f"{self.group}/{self.role}{suffix}"
+
+    @property
+    def trunk(self) -> str | None:
+        """The run whose switch checkpoint this one starts from."""
+        return f"{self.group}/cnn" if self.role in BRANCHES else None
+
+    def to_dict(self) -> dict:
+        return dict(dataclasses.asdict(self), run=self.run, kind=self.kind)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={name!r} but no CUDA GPU is visible: use --set device=cpu (or auto).")
+    return torch.device(name)
+
+
+@functools.lru_cache(maxsize=4)
+def _data(dataset: str, root: str, n_train: int | None, n_test: int | None, seed: int, device: str):
+    from .data import load
+
+    return load(dataset, root=root, n_train=n_train, n_test=n_test, seed=seed, device=device)
+
+
+def _metrics(model, data, config: SweepConfig, epoch: int, run: str) -> list[dict]:
+    rows = []
+    for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+        loss, acc = evaluate(model, x, y, config.eval_batch_size)
+        rows += [dict(run=run, epoch=epoch, metric=f"{split}_loss", layer="", value=loss),
+                 dict(run=run, epoch=epoch, metric=f"{split}_acc", layer="", value=acc)]
+    if config.deviation and next(embedded_layers(model), None) is not None:
+        for rec in deviation(model).to_dict("records"):
+            rows += [dict(run=run, epoch=epoch, metric=m, layer=rec["layer"], value=rec[m])
+                     for m in ("delta", "delta_loc", "delta_ws")]
+    return rows
+
+
+def _start(spec: RunSpec, config: SweepConfig, store: ResultStore, data, device):
+    """``(model, optimiser, first epoch)`` of a run that has no resume state yet."""
+    shape = data.input_shape
+    if spec.role in BRANCHES:
+        state = store.load_checkpoint(spec.trunk, f"switch-{spec.switch_time}", map_location=device)
+        if state is None:
+            raise FileNotFoundError(f"{spec.run} needs its trunk's checkpoint at epoch {spec.switch_time}: "
+                                    f"run {spec.trunk} first (the sweep orders this for you).")
+        model = cnn(spec.arch, ch=spec.width, num_classes=data.num_classes).to(device)
+        model.load_state_dict(state["model"])
+        optimizer = make_optimizer(model.parameters(), config.lr, config.momentum, config.weight_decay)
+        optimizer.load_state_dict(state["optimizer"])
+        if spec.role == "cnn_control":  # the same change as the branch, without the embedding
+            if spec.lr_after is not None:
+                optimizer.param_groups[0]["lr"] = spec.lr_after
+            return model, optimizer, spec.switch_time
+        model, optimizer = switch(model, optimizer, shape, spec.kind, lr=spec.lr_after)
+        return model, optimizer, spec.switch_time
+    torch.manual_seed(spec.seed)
+    model = cnn(spec.arch, ch=spec.width, num_classes=data.num_classes)
+    if spec.role in ("fcn", "lcn"):
+        torch.manual_seed(spec.seed)
+        model = fcn(model, shape, spec.kind)
+    model = model.to(device)
+    return model, make_optimizer(model.parameters(), config.lr, config.momentum, config.weight_decay), 0
+
+
+def _rebuild(spec: RunSpec, config: SweepConfig, data, device, state: dict):
+    """The model and optimiser of a resume state (same architecture, then its weights)."""
+    shape = data.input_shape
+    model = cnn(spec.arch, ch=spec.width, num_classes=data.num_classes)
+    if spec.kind is not None:  # same structure as the saved one; its weights are overwritten
+        model = embed(model, shape, spec.kind)
+    model = model.to(device)
+    model.load_state_dict(state["model"])
+    optimizer = make_optimizer(model.parameters(), config.lr, config.momentum, config.weight_decay)
+    optimizer.load_state_dict(state["optimizer"])
+    return model, optimizer
+
+
+def execute(spec: RunSpec, config: SweepConfig, root, on_epoch: Callable[[int], None] | None = None) -> str:
+    """Run ``spec`` to the end of the budget, resuming from its last checkpoint; a finished
+    run is never redone.  Returns the run's status: "done" or "diverged"."""
+    store = ResultStore(root)
+    if store.is_finished(spec.run):
+        return "finished"
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    data = _data(config.dataset, config.data_root, spec.n_train, config.n_test, spec.seed, str(device))
+    resume = store.load_checkpoint(spec.run, "resume", map_location=device)
+    if resume is not None:
+        model, optimizer = _rebuild(spec, config, data, device, resume)
+        epoch, rows, wall = resume["epoch"], resume["rows"], resume["wall_time_s"]
+    else:
+        model, optimizer, epoch = _start(spec, config, store, data, device)
+        rows, wall = [], 0.0
+    started, last_save, status, diverged_epoch = time.monotonic(), time.monotonic(), "done", None
+    evals = set(config.eval_epochs)
+    while True:
+        if epoch in evals and not any(r["epoch"] == epoch and r["metric"] == "test_acc" for r in rows):
+            rows += _metrics(model, data, config, epoch, spec.run)
+        if spec.role == "cnn" and epoch in config.switch_times:
+            store.save_checkpoint(spec.run, f"switch-{epoch}", dict(model=model.state_dict(),
+                                                                      optimizer=optimizer.state_dict(), epoch=epoch))
+        if epoch == config.epochs:
+            break
+        if time.monotonic() - last_save >= 60 * config.checkpoint_minutes:
+            store.save_checkpoint(spec.run, "resume", dict(
+                model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch, rows=rows,
+                wall_time_s=wall + time.monotonic() - started))
+            last_save = time.monotonic()
+        loss = float(train_epoch(model, optimizer, data.x_train, data.y_train, config.batch_size, spec.seed, epoch))
+        epoch += 1
+        # The mean mini-batch loss of the epoch: free, and what shows an oscillating run.
+        rows.append(dict(run=spec.run, epoch=epoch, metric="epoch_loss", layer="", value=loss))
+        if on_epoch:
+            on_epoch(1)
+        if not math.isfinite(loss) or loss > config.divergence_loss:
+            status, diverged_epoch = "diverged", epoch
+            if on_epoch:
+                on_epoch(config.epochs - epoch)
+            break
+    if config.save_final and status == "done":
+        store.save_checkpoint(spec.run, "final", dict(model=model.state_dict(), spec=spec.to_dict()))
+    provenance = dict(spec.to_dict(), status=status, diverged_epoch=diverged_epoch, config=config.to_dict(),
+                      config_digest=config.digest(), precision=str(next(model.parameters()).dtype),
+                      wall_time_s=wall + time.monotonic() - started, **environment(device))
+    store.finish(spec.run, spec.to_dict(), rows, provenance)
+    return status
