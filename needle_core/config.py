@@ -71,6 +71,8 @@ class SweepConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
+_FIELD_TYPES = {f.name: f.type.replace(" ", "") for f in dataclasses.fields(SweepConfig)}
+
 _PAPER_SWITCH = log_epochs(100)[:-1]  # 0 ... 78: every evaluation epoch but the last
 
 PROFILES: dict[str, dict] = {
@@ -78,20 +80,42 @@ PROFILES: dict[str, dict] = {
     "smoke": dict(dataset="synthetic", archs=["vanilla"], widths=[4], n_trains=[500], n_test=500, seeds=[0, 1],
                   epochs=6, switch_times=[0, 2, 4], eval_points=6, device="cpu"),
     # CIFAR-10 subset sized so that every figure of the book runs in about an hour on 2 CPU cores.
-    "cpu": dict(dataset="cifar10", archs=["vanilla"], widths=[16], n_trains=[4000], n_test=2000, seeds=[0, 1, 2],
-                epochs=30, switch_times=[0, 1, 3, 6, 12, 20], eval_points=12, device="auto"),
+    # Batch 50 instead of the paper's 250: with 2,000 images, 250 would leave 8 steps an epoch.
+    "cpu": dict(dataset="cifar10", archs=["vanilla"], widths=[16], n_trains=[2000], n_test=1000, seeds=[0, 1, 2],
+                epochs=20, switch_times=[0, 1, 2, 4, 8, 14], batch_size=50, eval_points=8, device="auto"),
     # The paper: VanillaCNN ch=64 and AlexNet, all of CIFAR-10, 100 epochs, the full switch grid, GPU.
     "paper": dict(dataset="cifar10", archs=["vanilla", "alexnet"], widths=[64], n_trains=[None], seeds=[0, 1, 2],
                   epochs=100, switch_times=_PAPER_SWITCH, device="cuda"),
 }
 
 
-def _coerce(name: str, value, current):
-    """Parse a command-line value with YAML and check it has the field's type."""
-    if isinstance(value, str):
+def _has_type(value, annotation: str) -> bool:
+    """Whether ``value`` fits a field annotation such as ``"list[int | None]"`` (bool is not int)."""
+    t = annotation.replace(" ", "")
+    if t.startswith("list[") and t.endswith("]"):
+        return isinstance(value, list) and all(_has_type(v, t[5:-1]) for v in value)
+    scalar = {"None": type(None), "str": str, "bool": bool, "int": int, "float": (int, float)}
+    return any(alt in scalar and isinstance(value, scalar[alt]) and (alt == "bool" or not isinstance(value, bool))
+               for alt in t.split("|"))
+
+
+def _coerce(name: str, value):
+    """Parse a command-line value with YAML and bring it to the field's type where that is
+    lossless (``[0]`` for a list field given ``0``, ``0.1`` for a float given ``"1e-1"``);
+    :func:`validate` then checks the type."""
+    annotation = _FIELD_TYPES[name]
+    if isinstance(value, str) and annotation != "str":
         value = yaml.safe_load(value)
-    if isinstance(current, list) and not isinstance(value, list):
+    if annotation.startswith("list[") and not isinstance(value, list):
         value = [value]
+    if "float" in annotation.split("|") and not isinstance(value, bool):
+        if isinstance(value, int):
+            value = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads 1e4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
     return value
 
 
@@ -106,7 +130,7 @@ def make_config(profile: str = "smoke", overrides: dict | None = None, yaml_file
         for key, value in layer.items():
             if key not in fields:
                 raise ValueError(f"unknown config field {key!r}; valid fields: {', '.join(sorted(fields))}.")
-            values[key] = _coerce(key, value, getattr(SweepConfig(), key))
+            values[key] = _coerce(key, value)
     config = SweepConfig(**values)
     validate(config)
     return config
@@ -130,6 +154,12 @@ def validate(config: SweepConfig) -> None:
     def fail(msg):
         raise ValueError(f"invalid sweep config: {msg}")
 
+    defaults = SweepConfig()
+    for f in dataclasses.fields(config):  # before any comparison below can raise a TypeError
+        value = getattr(config, f.name)
+        if not _has_type(value, _FIELD_TYPES[f.name]):
+            fail(f"{f.name}={value!r} is not of type {f.type}: give a value like the default "
+                 f"({f.name}={getattr(defaults, f.name)!r}).")
     if config.epochs < 1:
         fail(f"epochs={config.epochs}: train for at least 1 epoch.")
     for t in config.switch_times:
@@ -151,6 +181,12 @@ def validate(config: SweepConfig) -> None:
     for n in config.n_trains:
         if n is not None and (not isinstance(n, int) or n < 1):
             fail(f"n_train {n!r}: use a positive integer or null for the whole training set.")
+    classes = {"cifar10": 10, "cifar100": 100, "synthetic": 10}.get(config.dataset)  # synthetic: data.SYNTHETIC_CLASSES
+    for what, n in [("n_train", n) for n in config.n_trains] + [("n_test", config.n_test)]:
+        if classes and n is not None and n % classes:
+            fail(f"{what}={n}: subsets are class-balanced, use a multiple of {classes} (the classes of {config.dataset}).")
+    if config.n_test is not None and config.n_test < 1:
+        fail(f"n_test={config.n_test}: use a positive integer or null for the whole test set.")
     if not config.seeds:
         fail("seeds is empty: give at least one seed.")
     if config.lr <= 0 or (config.lr_after is not None and config.lr_after <= 0):

@@ -129,8 +129,11 @@ def default_root(profile: str) -> Path:
 
 def results(profile: str = "smoke", root: str | Path | None = None, overrides: dict | None = None,
             progress: bool = False) -> pd.DataFrame:
-    """The tidy results of a profile, running whatever is missing first (notebooks call this:
-    a finished sweep is read, never re-trained)."""
+    """The tidy results of a profile (with ``overrides``), running whatever is missing first.
+
+    Notebooks call this: a finished sweep is read, never re-trained.  ``root`` defaults to
+    ``runs/<profile>``.
+    """
     from .config import make_config
 
     config = make_config(profile, overrides)
