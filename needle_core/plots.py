@@ -1,0 +1,153 @@
+"""One figure style for the whole book: colourblind-safe, one fixed colour per role.
+
+Every notebook starts with :func:`use_style` and draws a network kind with ``role=``:
+
+=================  ==============================================================  ==========
+role               what it is                                                      line
+=================  ==============================================================  ==========
+``cnn``            the CNN, trained on at constant settings                        solid
+``cnn_control``    the CNN continued from the switch with the eFCN's new settings  dashed
+``efcn``           the embedded FCN after the switch                               solid
+``elcn``           the embedded locally connected net after the switch             dash-dot
+``fcn``            the FCN of the same architecture trained from scratch           dotted
+=================  ==============================================================  ==========
+
+Colours come from seaborn's ``colorblind`` palette; the line style repeats the role so a
+figure still reads in grey.  :func:`caption` writes under a figure which data, profile,
+hardware and wall time produced it.  Nothing here computes a result.
+"""
+from __future__ import annotations
+
+import platform
+from typing import Mapping
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import seaborn as sns
+from matplotlib.lines import Line2D
+
+PALETTE = sns.color_palette("colorblind")  # 10 colours, safe for the common colour blindnesses
+
+#: One fixed colour per role, the same in every figure of the book.
+COLORS = {
+    "cnn": PALETTE[0],  # blue
+    "cnn_control": PALETTE[9],  # sky blue: a CNN too, continued under the switch's settings
+    "efcn": PALETTE[3],  # vermillion
+    "elcn": PALETTE[2],  # bluish green
+    "fcn": PALETTE[7],  # grey
+}
+LINESTYLES = {"cnn": "-", "cnn_control": "--", "efcn": "-", "elcn": "-.", "fcn": ":"}
+MARKERS = {"cnn": "o", "cnn_control": "s", "efcn": "D", "elcn": "^", "fcn": "v"}
+LABELS = {"cnn": "CNN", "cnn_control": "CNN (control)", "efcn": "eFCN", "elcn": "eLCN", "fcn": "FCN"}
+ROLES = tuple(COLORS)
+
+#: Diverging colour map for signed weights (zero is white); colourblind-safe.
+WEIGHT_CMAP = "RdBu_r"
+
+#: Book column width in inches (a figure this wide is shown at its natural size).
+WIDTH = 7.0
+
+STYLE = {
+    "figure.figsize": (WIDTH, WIDTH / 2),
+    "figure.dpi": 110,
+    "savefig.dpi": 200,
+    "savefig.bbox": "tight",
+    "figure.constrained_layout.use": True,
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.6,
+    "lines.linewidth": 1.8,
+    "lines.markersize": 5,
+    "legend.frameon": False,
+    "image.cmap": "viridis",
+    "axes.prop_cycle": mpl.cycler(color=PALETTE),
+}
+
+
+def use_style() -> None:
+    """Apply the book's style to matplotlib (call once, at the top of a notebook)."""
+    mpl.rcParams.update(STYLE)
+
+
+def style(role: str) -> dict:
+    """Keyword arguments for ``ax.plot`` that draw ``role``: colour, line style, marker, label."""
+    if role not in COLORS:
+        raise ValueError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}.")
+    return dict(color=COLORS[role], linestyle=LINESTYLES[role], marker=MARKERS[role], label=LABELS[role])
+
+
+def band(ax, x, mean, lo, hi, role: str, label: str | None = None, marker: bool = True, alpha: float = 0.2):
+    """Plot ``mean`` against ``x`` as ``role``'s line, with the interval ``[lo, hi]`` shaded
+    in the same colour (e.g. a 95% interval over seeds).  Returns the line."""
+    kw = style(role)
+    if label is not None:
+        kw["label"] = label
+    if not marker:
+        kw.pop("marker")
+    (line,) = ax.plot(x, mean, **kw)
+    ax.fill_between(x, lo, hi, color=kw["color"], alpha=alpha, linewidth=0)
+    return line
+
+
+def hardware(device=None) -> str:
+    """A short description of the machine: the GPU's name for a CUDA ``device``, else the CPU."""
+    import torch
+
+    device = torch.device(device) if device is not None else None
+    if device is not None and device.type == "cuda":
+        return f"GPU {torch.cuda.get_device_name(device)}"
+    cpu = platform.processor() or platform.machine()
+    try:  # Linux: the model name is in /proc/cpuinfo
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU {cpu}, {torch.get_num_threads()} threads"
+
+
+def _seconds(value) -> str:
+    if isinstance(value, str):
+        return value
+    value = float(value)
+    if value < 60:
+        return f"{value:.1f} s"
+    if value < 3600:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
+
+
+def caption(fig_or_ax, provenance: Mapping) -> str:
+    """Write the figure's provenance in small grey type under the figure and return it.
+
+    ``provenance`` holds ``data`` (what was plotted: data set, subset, architecture, seeds),
+    ``profile`` (the run profile, or why there is none), ``hardware`` (see :func:`hardware`)
+    and ``wall_time`` (seconds, or a string); any other keys are appended as ``key: value``.
+    The text sits below the axes, inside the figure saved with ``bbox_inches="tight"`` (the
+    book style and Jupyter's inline backend both save that way).
+    """
+    fig = fig_or_ax if isinstance(fig_or_ax, plt.Figure) else fig_or_ax.figure
+    keys = ("data", "profile", "hardware", "wall_time")
+    parts = []
+    for key in keys:
+        if key in provenance:
+            value = _seconds(provenance[key]) if key == "wall_time" else provenance[key]
+            parts.append(f"{key.replace('_', ' ')}: {value}")
+    parts += [f"{key}: {value}" for key, value in provenance.items() if key not in keys]
+    text = " · ".join(parts)
+    fig.text(0.0, 0.0, text, ha="left", va="top", fontsize=7, color="0.35", wrap=True,
+             transform=fig.transFigure)
+    return text
+
+
+def role_legend(ax, roles, **kwargs):
+    """A legend with one entry per role in ``roles`` (for figures whose lines are unlabelled)."""
+    handles = [Line2D([], [], **style(role)) for role in roles]
+    return ax.legend(handles=handles, **kwargs)
