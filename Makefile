@@ -34,4 +34,4 @@ test: setup browser
 	$(PY) -m pytest
 
 clean:
-	rm -rf book/_build
+	rm -rf _build
