@@ -11,7 +11,9 @@ from .embedding import EmbeddingError, embed, embedded_layers, to_cnn
 from .layers import EmbeddedConv, FCConv, LCConv
 from .models import alexnet, cnn, fcn, vanilla_cnn
 from .subspace import deviation, kernel_of, project
+from .switch import switch
+from . import interpolate
 
 __all__ = ["EmbeddingError", "embed", "embedded_layers", "to_cnn", "EmbeddedConv", "FCConv", "LCConv",
-           "alexnet", "cnn", "fcn", "vanilla_cnn", "deviation", "kernel_of", "project"]
+           "alexnet", "cnn", "fcn", "vanilla_cnn", "deviation", "kernel_of", "project", "switch", "interpolate"]
 __version__ = "0.1.0"
