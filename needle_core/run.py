@@ -137,15 +137,30 @@ def _rebuild(spec: RunSpec, config: SweepConfig, data, device, state: dict):
 
 def execute(spec: RunSpec, config: SweepConfig, root, on_epoch: Callable[[int], None] | None = None) -> str:
     """Run ``spec`` to the end of the budget, resuming from its last checkpoint; a finished
-    run is never redone.  Returns the run's status: "done" or "diverged"."""
+    run is never redone.  Returns the run's status: "done", "diverged", "trunk_diverged" (a
+    branch whose trunk diverged before its switch time) or "finished" (done before)."""
     store = ResultStore(root)
     if store.is_finished(spec.run):
         return "finished"
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
+    trunk = store.run_provenance(spec.trunk) if spec.trunk else None
+    if trunk is not None and trunk["status"] == "diverged" and trunk["diverged_epoch"] <= spec.switch_time:
+        # The trunk never reached t_w: no checkpoint to start from.  Recorded, not dropped
+        # (paper.md §8), so that the sweep finishes and is not retried.
+        provenance = dict(spec.to_dict(), status="trunk_diverged", diverged_epoch=trunk["diverged_epoch"],
+                          config=config.to_dict(), config_digest=config.digest(), precision=None, wall_time_s=0.0,
+                          **environment(device))
+        store.finish(spec.run, spec.to_dict(), [], provenance)
+        if on_epoch:
+            on_epoch(config.epochs - spec.switch_time)
+        return "trunk_diverged"
     data = _data(config.dataset, config.data_root, spec.n_train, config.n_test, spec.seed, str(device))
     resume = store.load_checkpoint(spec.run, "resume", map_location=device)
+    if resume is not None and resume.get("config_digest", config.digest()) != config.digest():
+        raise ValueError(f"{store.root} holds a resume state of {spec.run} made with another config "
+                         f"({resume['config_digest']} != {config.digest()}): use another output folder (--out).")
     if resume is not None:
         model, optimizer = _rebuild(spec, config, data, device, resume)
         epoch, rows, wall = resume["epoch"], resume["rows"], resume["wall_time_s"]
@@ -165,7 +180,7 @@ def execute(spec: RunSpec, config: SweepConfig, root, on_epoch: Callable[[int], 
         if time.monotonic() - last_save >= 60 * config.checkpoint_minutes:
             store.save_checkpoint(spec.run, "resume", dict(
                 model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch, rows=rows,
-                wall_time_s=wall + time.monotonic() - started))
+                wall_time_s=wall + time.monotonic() - started, config_digest=config.digest()))
             last_save = time.monotonic()
         loss = float(train_epoch(model, optimizer, data.x_train, data.y_train, config.batch_size, spec.seed, epoch))
         epoch += 1

@@ -44,6 +44,11 @@ class ResultStore:
     def is_finished(self, run: str) -> bool:
         return (self.run_dir(run) / "provenance.json").exists()
 
+    def run_provenance(self, run: str) -> dict | None:
+        """The provenance of a finished run (its status, config digest...), None if unfinished."""
+        path = self.run_dir(run) / "provenance.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
     def save_checkpoint(self, run: str, name: str, state: dict) -> Path:
         return atomic_torch_save(self.run_dir(run) / f"{name}.pt", state)
 
@@ -89,7 +94,8 @@ class ResultStore:
         if runs.empty:
             return pd.DataFrame(columns=SPEC_COLUMNS + ["status", "epoch", "metric", "layer", "value"])
         frames = [pd.read_parquet(self.run_dir(r) / "metrics.parquet") for r in runs["run"]]
-        rows = pd.concat(frames, ignore_index=True)
+        # A branch of a diverged trunk has no rows; concat of empty frames warns (and casts).
+        rows = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
         return rows.merge(runs[SPEC_COLUMNS + ["status"]], on="run", how="left")[
             SPEC_COLUMNS + ["status", "epoch", "metric", "layer", "value"]]
 

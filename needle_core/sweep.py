@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 
 import pandas as pd
 
-from .config import SweepConfig
+from .config import SweepConfig, validate
 from .run import RunSpec, execute
 from .store import ResultStore
 
@@ -79,6 +79,7 @@ class Sweep:
     """A config, its result store and an executor.  ``run()`` does what is missing."""
 
     def __init__(self, config: SweepConfig, root: str | Path, executor: str | Executor = "local"):
+        validate(config)  # a config built by hand fails here too, before any training
         self.config, self.store = config, ResultStore(root)
         if isinstance(executor, str):
             if executor not in EXECUTORS:

@@ -6,6 +6,8 @@ plain SGD there is no state and the switch is the embedding alone.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -24,10 +26,14 @@ def switch(model: nn.Module, optimizer: torch.optim.Optimizer, input_shape: tupl
     if len(optimizer.param_groups) != 1:
         raise ValueError("switch supports one parameter group; build the optimiser from model.parameters().")
     new = embed(model, input_shape, kind)
-    defaults = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+    group = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
     if lr is not None:
-        defaults["lr"] = lr
-    new_optimizer = type(optimizer)(new.parameters(), **defaults)
+        group["lr"] = lr
+    # The constructor takes the hyper-parameters; keys added later (a scheduler's initial_lr)
+    # are copied into the group as they are.
+    accepted = inspect.signature(type(optimizer)).parameters
+    new_optimizer = type(optimizer)(new.parameters(), **{k: v for k, v in group.items() if k in accepted})
+    new_optimizer.param_groups[0].update(group)
     new_params = dict(new.named_parameters())
     layers = dict(embedded_layers(new))
     for name, param in model.named_parameters():
