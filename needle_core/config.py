@@ -80,9 +80,9 @@ PROFILES: dict[str, dict] = {
     "smoke": dict(dataset="synthetic", archs=["vanilla"], widths=[4], n_trains=[500], n_test=500, seeds=[0, 1],
                   epochs=6, switch_times=[0, 2, 4], eval_points=6, device="cpu"),
     # CIFAR-10 subset sized so that every figure of the book runs in about an hour on 2 CPU cores.
-    # Batch 100 instead of the paper's 250: with 2,000 images, 250 would leave 8 steps an epoch.
-    "cpu": dict(dataset="cifar10", archs=["vanilla"], widths=[8], n_trains=[2000], n_test=1000, seeds=[0, 1, 2],
-                epochs=20, switch_times=[0, 1, 2, 4, 8, 14], batch_size=100, eval_points=8, device="auto"),
+    # Batch 50 instead of the paper's 250: with 1,000 images, 250 would leave 4 steps an epoch.
+    "cpu": dict(dataset="cifar10", archs=["vanilla"], widths=[8], n_trains=[1000], n_test=1000, seeds=[0, 1, 2],
+                epochs=20, switch_times=[0, 1, 2, 4, 8, 14], batch_size=50, eval_points=8, device="auto"),
     # The paper: VanillaCNN ch=64 and AlexNet, all of CIFAR-10, 100 epochs, the full switch grid, GPU.
     "paper": dict(dataset="cifar10", archs=["vanilla", "alexnet"], widths=[64], n_trains=[None], seeds=[0, 1, 2],
                   epochs=100, switch_times=_PAPER_SWITCH, device="cuda"),
