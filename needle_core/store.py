@@ -66,6 +66,8 @@ class ResultStore:
         atomic_write_parquet(d / "metrics.parquet", pd.DataFrame(rows, columns=["run", "epoch", "metric", "layer", "value"]))
         atomic_write_json(d / "provenance.json", provenance)
         (d / "resume.pt").unlink(missing_ok=True)
+        for stray in d.glob(".*.tmp"):  # half-written files of a killed writer: never read, now dropped
+            stray.unlink(missing_ok=True)
 
     # -- the whole store ------------------------------------------------------------------
     def finished_runs(self) -> list[str]:
