@@ -146,16 +146,19 @@ def refresh_checked_outputs(notebook_path: str | Path, executed_path: str | Path
 
 
 def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: str | Path = BOOK, *,
-                results_dir: str | Path | None = None, **kwargs) -> list[Path]:
+                results_dir: str | Path | None = None, overrides: dict | None = None, **kwargs) -> list[Path]:
     """Execute every notebook of ``notebooks_dir`` (sorted by name) into ``book_dir``.
 
-    Each notebook is offered ``profile`` (and ``results_dir``, the sweep's result store, when
-    given) and gets those its ``parameters`` cell defines; the others run with their
-    defaults.  Extra keyword arguments go to :func:`execute`.  Returns the executed copies.
+    Each notebook is offered ``profile`` (and ``results_dir``, the sweep's result store, and
+    ``overrides``, the config fields changed from the profile, when given) and gets those its
+    ``parameters`` cell defines; the others run with their defaults.  Extra keyword
+    arguments go to :func:`execute`.  Returns the executed copies.
     """
     offered = {"profile": profile}
     if results_dir is not None:
         offered["results_dir"] = str(results_dir)
+    if overrides:
+        offered["overrides"] = dict(overrides)
     return [execute(notebook, Path(book_dir) / notebook.name, notebook_parameters(notebook, **offered), **kwargs)
             for notebook in sorted(Path(notebooks_dir).glob("*.ipynb"))]
 

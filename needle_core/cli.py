@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import PROFILES, make_config, parse_overrides
+from .config import PROFILES, make_config, overrides_of, parse_overrides
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        config = make_config(args.profile, parse_overrides(args.set), args.config)
+        overrides = parse_overrides(args.set)
+        config = make_config(args.profile, overrides, args.config)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
     from .sweep import Sweep, default_root, graph
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "reproduce":
         from .book import execute_all
 
-        execute_all(args.profile, results_dir=str(root))
+        execute_all(args.profile, results_dir=str(root), overrides=overrides_of(config))
     return 0
 
 

@@ -207,3 +207,10 @@ def validate(config: SweepConfig) -> None:
                 model.to_empty(device="cpu")(torch.zeros(1, 3, 32, 32))
             except Exception as err:
                 fail(f"{arch} with width {w} does not run on 3x32x32 inputs ({err}).")
+
+
+def overrides_of(config: SweepConfig) -> dict:
+    """The fields of ``config`` that differ from its profile (``config.name``): what a
+    notebook needs to rebuild exactly this config with :func:`make_config`."""
+    base = SweepConfig(**PROFILES[config.name], name=config.name).to_dict() if config.name in PROFILES else {}
+    return {k: v for k, v in config.to_dict().items() if k != "name" and base.get(k, object()) != v}
