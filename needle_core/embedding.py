@@ -47,9 +47,13 @@ def _paths(model: nn.Module) -> dict[int, list[str]]:
     return paths
 
 
-def _replace(model: nn.Module, path: str, new: nn.Module) -> None:
+def _replace(root: nn.Module, path: str, new: nn.Module) -> nn.Module:
+    """Put ``new`` at ``path`` under ``root``; returns the root (``new`` itself for path "")."""
+    if not path:
+        return new
     parent, _, child = path.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, new)
+    setattr(root.get_submodule(parent) if parent else root, child, new)
+    return root
 
 
 def _spatial(shape: torch.Size, dim: int) -> tuple[int, int]:
@@ -171,10 +175,7 @@ def embed(model: nn.Module, input_shape: tuple[int, ...], kind: str = "fc") -> n
             raise EmbeddingError(f"module '{old_paths[id(module)][0]}': input {in_hw} is smaller than the kernel.")
         layer = LAYERS[kind].from_conv(module, geometry)
         for path in old_paths[id(module)]:
-            if path == "":  # the model itself is the conv
-                new = layer
-            else:
-                _replace(new, path, layer)
+            new = _replace(new, path, layer)
     return new
 
 
@@ -194,8 +195,5 @@ def to_cnn(model: nn.Module) -> nn.Module:
             if conv.bias is not None:
                 conv.bias.copy_(bias)
         for path in paths[id(layer)]:
-            if path == "":  # the model itself is the layer
-                new = conv
-            else:
-                _replace(new, path, conv)
+            new = _replace(new, path, conv)
     return new
