@@ -96,8 +96,11 @@ class EmbeddedConv(nn.Module):
         g = self.geometry.groups
         return self.bias.data.view(g, -1, *self.geometry.out_hw)
 
-    def off_band_sq_norm(self) -> float:
-        """Squared norm of the live weights outside every receptive field (locality part)."""
+    def off_band_sq_norm(self, band_copy: torch.Tensor | None = None) -> float:
+        """Squared norm of the live weights outside every receptive field (locality part).
+
+        ``band_copy``: a copy of :attr:`band` the caller already made (not a view of the
+        weight), which a layer that has to modify its band in place may use to restore it."""
         return 0.0
 
     def dead_count(self) -> int:
@@ -162,12 +165,13 @@ class FCConv(EmbeddedConv):
         hp, wp = self.geometry.padded_hw
         return weight.view(weight.shape[0], self.geometry.in_channels, hp, wp)
 
-    def off_band_sq_norm(self):
+    def off_band_sq_norm(self, band_copy=None):
         # Zero the band in place, measure what is left on live columns, put the band back:
-        # exact (no cancellation between two big norms) and no full-size temporary.
+        # exact (no cancellation between two big norms) and no full-size temporary.  The
+        # band is scattered through the matrix, so reading it is slow: reuse a caller's copy.
         with torch.no_grad():
             band = self.band
-            saved = band.clone()
+            saved = band.clone() if band_copy is None else band_copy
             band.zero_()
             try:
                 cols = self._columns(self.weight.data)

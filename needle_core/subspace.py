@@ -51,10 +51,11 @@ def _mean_mask(layer: EmbeddedConv) -> torch.Tensor:
     return (alive | ~alive.any(0).any(0)).to(layer.weight)[None, None, :, :, None]
 
 
-def _chunks(layer: EmbeddedConv, size: int = 1 << 21):
-    """The band in slices of output channels of about ``size`` copies: temporaries stay
-    small and hot in cache instead of several full-size copies of the band."""
-    band = layer.band
+def _chunks(layer: EmbeddedConv, size: int = 1 << 21, band: torch.Tensor | None = None):
+    """The band (``layer.band``, or a copy of it) in slices of output channels of about
+    ``size`` copies: temporaries stay small and hot in cache instead of several full-size
+    copies of the band."""
+    band = layer.band if band is None else band
     per_channel = band[:, :1].numel()
     step = max(1, size // per_channel)
     for start in range(0, band.shape[1], step):
@@ -95,14 +96,20 @@ def layer_sq_norms(layer: EmbeddedConv) -> dict[str, float]:
     mask = _mean_mask(layer)
     alive = layer.geometry.copy_alive()
     alive = None if bool(alive.all()) else alive.to(mask)[None, None, :, :, None]
+    # An eFCN's band is scattered through the dense matrix and slow to read: gather it once
+    # into contiguous memory for the sums below, and hand the copy to off_band_sq_norm,
+    # which needs one to put the band back after zeroing it.
+    band = layer.band
+    saved = band if band.is_contiguous() else band.clone(memory_format=torch.contiguous_format)
     in_band = ws = 0.0
-    for chunk in _chunks(layer):
+    for chunk in _chunks(layer, band=saved):
         spread = _centred(chunk, mask)[1]
         if alive is not None:
             chunk, spread = chunk * alive, spread * alive
         in_band += _sq(chunk)
         ws += _sq(spread)
-    loc = layer.off_band_sq_norm()
+    loc = layer.off_band_sq_norm(None if saved is band else saved)
+    del saved
     norm = in_band + loc
     if layer.bias is not None:  # every bias copy is live: spread around the mean only
         b = layer.bias_band
