@@ -24,7 +24,7 @@ from .models import cnn, fcn
 from .store import ResultStore, environment
 from .subspace import deviation
 from .switch import switch
-from .train import evaluate, make_optimizer, train_epoch
+from .train import evaluate, keep_freed_memory, make_optimizer, train_epoch
 
 #: role -> (model family, kind of embedding or None)
 ROLES = {"cnn": None, "efcn": "fc", "elcn": "lc", "cnn_control": None, "fcn": "fc", "lcn": "lc"}
@@ -145,6 +145,8 @@ def execute(spec: RunSpec, config: SweepConfig, root, on_epoch: Callable[[int], 
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     trunk = store.run_provenance(spec.trunk) if spec.trunk else None
     if trunk is not None and trunk["status"] == "diverged" and trunk["diverged_epoch"] <= spec.switch_time:
         # The trunk never reached t_w: no checkpoint to start from.  Recorded, not dropped
