@@ -17,6 +17,8 @@ Nothing here trains anything; only :func:`exactness` and :func:`sizes` build net
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import math
 from typing import Iterable, Mapping
 
@@ -201,6 +203,16 @@ def _config_dict(config) -> dict:
     return config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
 
+def dataset_label(name: str) -> str:
+    """A reader's name for a dataset string of the config: the JPEG copy of CIFAR-10 (an
+    ImageFolder archive named ``cifar10-jpeg*``) is labelled as such, since accuracies on it
+    run below those on the original batches."""
+    if name.startswith("folder:"):
+        base = Path(name[len("folder:"):]).name
+        return "CIFAR-10 (JPEG copy)" if base.startswith("cifar10-jpeg") else f"ImageFolder {base}"
+    return {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "synthetic": "synthetic (needle_core.data)"}.get(name, name)
+
+
 def describe(provenance: pd.DataFrame, config=None, runs: Iterable[str] | None = None) -> dict:
     """What produced a result, for :func:`needle_core.plots.caption` and the scorecard:
     ``data`` (data set, subset sizes, architectures, seeds, epochs), ``profile``,
@@ -215,8 +227,8 @@ def describe(provenance: pd.DataFrame, config=None, runs: Iterable[str] | None =
         n_test = "all" if cfg.get("n_test") is None else f"{cfg['n_test']:,}"
         nets = ", ".join(f"{a} w{w}" for a in cfg["archs"] for w in cfg["widths"])
         seeds = cfg["seeds"]
-        data = (f"{cfg['dataset']} ({n_train} train / {n_test} test), {nets}, {len(seeds)} seeds "
-                f"({', '.join(map(str, seeds))}), {cfg['epochs']} epochs, lr {cfg['lr']:g}"
+        data = (f"{dataset_label(cfg['dataset'])} ({n_train} train / {n_test} test), {nets}, {len(seeds)} seeds "
+                f"({', '.join(map(str, seeds))}), {cfg['epochs']} epochs, batch {cfg['batch_size']}, lr {cfg['lr']:g}"
                 + (f"→{cfg['lr_after']:g}" if cfg.get("lr_after") is not None else ""))
         profile = cfg.get("name", "custom")
     else:
