@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import pandas as pd
 
@@ -56,19 +56,32 @@ def graph(config: SweepConfig) -> list[Task]:
 
 
 class Executor(Protocol):
-    """Runs a graph of tasks; ``run_one(spec)`` executes one run (idempotent, resumable)."""
+    """Runs a graph of tasks, each with ``run.execute(spec, config, root)`` (idempotent,
+    resumable), wherever it likes (this process, or the workers of a cluster: everything it
+    is given pickles); returns ``{run: status}``.  ``needle_core.cluster`` has the Dask one."""
 
-    def __call__(self, tasks: list[Task], run_one: Callable[[RunSpec], str]) -> dict[str, str]: ...
+    def __call__(self, tasks: list[Task], config: SweepConfig, root: Path, progress: bool = True) -> dict[str, str]: ...
 
 
-def local_executor(tasks: list[Task], run_one: Callable[[RunSpec], str]) -> dict[str, str]:
-    """Serial, in graph order (one GPU, or one run at a time using every CPU core)."""
+def local_executor(tasks: list[Task], config: SweepConfig, root: Path, progress: bool = True) -> dict[str, str]:
+    """Serial, in graph order (one GPU, or one run at a time using every CPU core), with a
+    progress bar over the epochs still to train."""
+    from tqdm.auto import tqdm
+
+    store = ResultStore(root)
+    todo = [t for t in tasks if not store.is_finished(t.spec.run)]
+    bar = tqdm(total=sum(cost(t.spec, config) for t in todo), unit="epoch", disable=not progress,
+               desc=f"sweep {config.name} ({len(todo)}/{len(tasks)} runs to do)")
     done: dict[str, str] = {}
-    for task in tasks:
-        missing = [n for n in task.needs if n not in done]
-        if missing:
-            raise RuntimeError(f"{task.spec.run} scheduled before {missing}: the graph is not in dependency order.")
-        done[task.spec.run] = run_one(task.spec)
+    try:
+        for task in tasks:
+            missing = [n for n in task.needs if n not in done]
+            if missing:
+                raise RuntimeError(f"{task.spec.run} scheduled before {missing}: the graph is not in dependency order.")
+            bar.set_postfix_str(task.spec.run, refresh=False)
+            done[task.spec.run] = execute(task.spec, config, root, on_epoch=bar.update)
+    finally:
+        bar.close()
     return done
 
 
@@ -103,21 +116,7 @@ class Sweep:
                                  f"({prov.get('config_digest')} != {digest}): use another output folder (--out).")
 
     def run(self, progress: bool = True) -> pd.DataFrame:
-        tasks = graph(self.config)
-        todo = [t for t in tasks if not self.store.is_finished(t.spec.run)]
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(cost(t.spec, self.config) for t in todo), unit="epoch", disable=not progress,
-                   desc=f"sweep {self.config.name} ({len(todo)}/{len(tasks)} runs to do)")
-
-        def run_one(spec: RunSpec) -> str:
-            bar.set_postfix_str(spec.run, refresh=False)
-            return execute(spec, self.config, self.store.root, on_epoch=bar.update)
-
-        try:
-            self.executor(tasks, run_one)
-        finally:
-            bar.close()
+        self.executor(graph(self.config), self.config, self.store.root, progress)
         return self.results()
 
     def results(self) -> pd.DataFrame:
