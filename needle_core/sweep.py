@@ -116,6 +116,10 @@ class Sweep:
                                  f"({prov.get('config_digest')} != {digest}): use another output folder (--out).")
 
     def run(self, progress: bool = True) -> pd.DataFrame:
+        if self.config.threads:  # also for what the caller computes next (CPU results depend on it)
+            import torch
+
+            torch.set_num_threads(self.config.threads)
         self.executor(graph(self.config), self.config, self.store.root, progress)
         return self.results()
 
