@@ -210,7 +210,7 @@ def dataset_label(name: str) -> str:
     if name.startswith("folder:"):
         base = Path(name[len("folder:"):]).name
         return "CIFAR-10 (JPEG copy)" if base.startswith("cifar10-jpeg") else f"ImageFolder {base}"
-    return {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "synthetic": "synthetic (needle_core.data)"}.get(name, name)
+    return {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "synthetic": "synthetic"}.get(name, name)
 
 
 def describe(provenance: pd.DataFrame, config=None, runs: Iterable[str] | None = None) -> dict:
@@ -228,7 +228,7 @@ def describe(provenance: pd.DataFrame, config=None, runs: Iterable[str] | None =
         nets = ", ".join(f"{a} w{w}" for a in cfg["archs"] for w in cfg["widths"])
         seeds = cfg["seeds"]
         data = (f"{dataset_label(cfg['dataset'])} ({n_train} train / {n_test} test), {nets}, {len(seeds)} seeds "
-                f"({', '.join(map(str, seeds))}), {cfg['epochs']} epochs, batch {cfg['batch_size']}, lr {cfg['lr']:g}"
+                f"({', '.join(map(str, seeds))}), {cfg['epochs']} epochs, batch {cfg.get('batch_size', 250)}, lr {cfg['lr']:g}"
                 + (f"→{cfg['lr_after']:g}" if cfg.get("lr_after") is not None else ""))
         profile = cfg.get("name", "custom")
     else:
