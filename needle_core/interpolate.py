@@ -144,16 +144,24 @@ def linear(a: nn.Module, b: nn.Module, t: float, out: nn.Module | None = None) -
     ``out``'s)."""
     t = _check_t(t)
     out = _target(a, b, out)
+    for target, x, y in _interior(a, b, t, out):
+        torch.mul(x, 1.0 - t, out=target)
+        target.add_(y, alpha=t)
+    _mix_buffers(a, b, t, out)
+    return out
+
+
+def _interior(a: nn.Module, b: nn.Module, t: float, out: nn.Module):
+    """``(out's parameter, a's, b's)`` for every parameter that ``t`` does not settle: at
+    ``t = 0`` or ``1`` each parameter of ``out`` is copied from the endpoint (bit for bit)
+    and nothing is yielded."""
     pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
     for name, target in out.named_parameters():
         x, y = pa[name], pb[name]
         if t == 0 or t == 1:
             target.copy_(x if t == 0 else y)
         else:
-            torch.mul(x, 1.0 - t, out=target)
-            target.add_(y, alpha=t)
-    _mix_buffers(a, b, t, out)
-    return out
+            yield target, x, y
 
 
 @torch.no_grad()
@@ -179,12 +187,7 @@ def curvilinear(a: nn.Module, b: nn.Module, t: float, out: nn.Module | None = No
         raise ValueError(f"direction={direction!r}: use 'unit' (norm and direction separately) or 'raw' (authors' code).")
     t = _check_t(t, 0.0, 1.0)
     out = _target(a, b, out)
-    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
-    for name, target in out.named_parameters():
-        x, y = pa[name], pb[name]
-        if t == 0 or t == 1:
-            target.copy_(x if t == 0 else y)
-            continue
+    for target, x, y in _interior(a, b, t, out):
         nx, ny = _norm(x), _norm(y)
         radius = (1.0 - t) * nx + t * ny
         if direction == "unit":
