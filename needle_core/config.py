@@ -82,8 +82,8 @@ PROFILES: dict[str, dict] = {
     "smoke": dict(dataset="synthetic", archs=["vanilla"], widths=[4], n_trains=[500], n_test=500, seeds=[0, 1],
                   epochs=6, switch_times=[0, 2, 4], batch_size=50, eval_points=6, device="cpu", threads=1),
     # CIFAR-10 subset sized so that every figure of the book runs in about an hour on 2 CPU cores.
-    # Batch 50 instead of the paper's 250: with 1,000 images, 250 would leave 4 steps an epoch.
-    "cpu": dict(dataset="cifar10", archs=["vanilla"], widths=[8], n_trains=[1000], n_test=1000, seeds=[0, 1, 2],
+    # Batch 50 instead of the paper's 250: with 2,000 images, 250 would leave 8 steps an epoch.
+    "cpu": dict(dataset="cifar10", archs=["vanilla"], widths=[16], n_trains=[2000], n_test=1000, seeds=[0, 1, 2],
                 epochs=20, switch_times=[0, 1, 2, 4, 8, 14], batch_size=50, eval_points=8, device="auto"),
     # The paper: VanillaCNN ch=64 and AlexNet, all of CIFAR-10, 100 epochs, the full switch grid, GPU.
     "paper": dict(dataset="cifar10", archs=["vanilla", "alexnet"], widths=[64], n_trains=[None], seeds=[0, 1, 2],
