@@ -75,14 +75,14 @@ class ResultStore:
         return sorted(str(p.parent.relative_to(base)) for p in base.rglob("provenance.json")) if base.exists() else []
 
     def provenance(self) -> pd.DataFrame:
-        """One row per finished run: its spec, status, wall time, device, commit."""
+        """One row per finished run: its spec, status, wall time, device, commit, config digest."""
         records = []
         for run in self.finished_runs():
-            d = self.run_dir(run)
-            prov = json.loads((d / "provenance.json").read_text())
-            records.append({**json.loads((d / "spec.json").read_text()),
+            prov = self.run_provenance(run)
+            records.append({**json.loads((self.run_dir(run) / "spec.json").read_text()),
                             **{k: prov.get(k) for k in ("status", "diverged_epoch", "wall_time_s", "device",
-                                                        "precision", "git_commit", "finished_at")}})
+                                                        "precision", "git_commit", "finished_at",
+                                                        "config_digest")}})
         return pd.DataFrame(records)
 
     def results(self) -> pd.DataFrame:

@@ -104,16 +104,11 @@ class Sweep:
     def _check_store(self) -> None:
         """Refuse to mix results of a different config into this store."""
         runs = self.store.provenance()
-        if runs.empty:
-            return
-        import json
-
         digest = self.config.digest()
-        for run in runs["run"]:
-            prov = json.loads((self.store.run_dir(run) / "provenance.json").read_text())
-            if prov.get("config_digest") != digest:
+        for run, other in zip(runs.get("run", []), runs.get("config_digest", [])):
+            if other != digest:
                 raise ValueError(f"{self.store.root} holds run {run} made with another config "
-                                 f"({prov.get('config_digest')} != {digest}): use another output folder (--out).")
+                                 f"({other} != {digest}): use another output folder (--out).")
 
     def run(self, progress: bool = True) -> pd.DataFrame:
         if self.config.threads:  # also for what the caller computes next (CPU results depend on it)
