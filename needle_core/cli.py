@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import sys
 
 from .config import PROFILES, make_config, overrides_of, parse_overrides
@@ -30,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--executor", default="local", help="local (default) or dask")
     sweep.add_argument("--scheduler", help="dask scheduler address tcp://HOST:PORT (default: a LocalCluster)")
     sweep.add_argument("--dry-run", action="store_true", help="validate the config and list the runs, train nothing")
+    sweep.add_argument("--only", metavar="GLOB", action="append", default=[],
+                       help="run only the runs whose id matches (and their trunks), e.g. --only '*-s0/*': "
+                            "a slice of a sweep; slices of one config merge into one store")
+    sweep.add_argument("--allow-dirty", action="store_true",
+                       help="write into a published store (tracked by git) from a tree with uncommitted changes")
     repro = sub.add_parser("reproduce", help="run a profile's sweeps, then execute every notebook into book/")
     _common(repro)
     args = parser.parse_args(argv)
@@ -39,19 +45,28 @@ def main(argv: list[str] | None = None) -> int:
         config = make_config(args.profile, overrides, args.config)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
-    from .sweep import Sweep, default_root, graph
+    from .sweep import Sweep, default_root
 
     root = args.out or default_root(args.profile)
-    if args.command == "sweep" and args.dry_run:
-        for task in graph(config):
-            print(task.spec.run, "<-", ", ".join(task.needs) or "-")
-        return 0
+    only = getattr(args, "only", [])
     executor = "local"
     if args.command == "sweep" and args.executor != "local":
         from . import cluster
 
         executor = cluster.make_executor(args.executor, args.scheduler)
-    Sweep(config, root, executor).run(progress=True)
+    try:
+        sweep = Sweep(config, root, executor, allow_dirty=getattr(args, "allow_dirty", False))
+        if args.command == "sweep" and args.dry_run:
+            for task in sweep.tasks(only):
+                print(task.spec.run, "<-", ", ".join(task.needs) or "-")
+            return 0
+        sweep.run(progress=True, only=only)
+    except ValueError as err:
+        parser.exit(2, f"error: {err}\n")
+    counts = collections.Counter(sweep.statuses.values())
+    print(f"sweep {config.name} into {root}: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    if not counts.keys() & {"done", "finished"}:
+        parser.exit(1, "error: no run of the sweep finished (every run diverged): see the runs' provenance.json\n")
     if args.command == "reproduce":
         from .book import execute_all
 

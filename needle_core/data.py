@@ -20,6 +20,7 @@ unbalanced classes; paper.md §4).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -104,7 +105,7 @@ def load(name: str, root: str | Path, n_train: int | None = None, n_test: int | 
     ``name``: ``"cifar10"``, ``"cifar100"`` (torchvision's files in ``root``, downloaded there
     if absent), ``"folder:/dir"`` (ImageFolder tree with ``train/`` and ``test/``),
     ``"folder:/file.tar.gz"`` (a tar.gz of such a tree, extracted once into
-    ``root/extracted/<stem>``) or ``"synthetic"`` (see :func:`synthetic`).
+    ``root/extracted/<stem>-<content hash>``) or ``"synthetic"`` (see :func:`synthetic`).
 
     ``root``: folder for downloads, extractions and the decoded cache ``root/cache/<key>.pt``.
 
@@ -287,34 +288,64 @@ def _read_torchvision(name: str, root: Path) -> dict:
     return raw
 
 
+def identity(name: str) -> str:
+    """What a dataset string of the config *is*, independent of where it was read from:
+    ``"cifar10"``, ``"cifar100"``, ``"synthetic"`` as they are; ``"folder:PATH"`` as
+    ``"sha256:<hex>"`` of the archive's bytes, or of a directory's file names and contents.
+
+    Two copies of one archive at different paths are the same data set; a different archive
+    under the same name is not.  Hashed once per process and file version (path, size, mtime).
+    """
+    if not name.startswith("folder:"):
+        return name
+    source = Path(name[len("folder:"):]).expanduser().resolve()
+    if not source.exists():
+        raise DatasetNotFound(f"dataset {name!r}: {source} does not exist. Pass the path of the ImageFolder "
+                              "directory or .tar.gz archive you have, e.g. --set dataset=folder:/path/to/cifar10-jpeg.tar.gz.")
+    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    versions = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _sha256(str(source), versions)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, versions: tuple) -> str:
+    """The content hash of ``path``; ``versions`` (each file's path, size and mtime) is the
+    cache key, so that an edited file is hashed afresh."""
+    digest = hashlib.sha256()
+    source = Path(path)
+    for file in (Path(v[0]) for v in versions):
+        if file != source:
+            digest.update(f"{file.relative_to(source)}\0".encode())
+        with open(file, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
 def _load_folder(source: Path, root: Path) -> dict:
-    """The decoded (cached) ImageFolder tree at ``source``, a directory or a ``.tar.gz``."""
+    """The decoded (cached) ImageFolder tree at ``source``, a directory or a ``.tar.gz``.
+
+    Extraction folders and caches are keyed by the content hash (:func:`identity`): a
+    different archive with the same file name is never mistaken for the first, and a
+    replaced archive is extracted and decoded afresh."""
     if source.name.endswith(".tar.gz"):
         if not source.is_file():
             raise DatasetNotFound(f"archive {source} does not exist.")
-        stat = source.stat()
-        # An archive is identified by path, size and modification time: a cache hit then
-        # needs neither extraction nor a walk through 60,000 files.
-        key = _key(source.name[:-len(".tar.gz")], f"{source}|{stat.st_size}|{stat.st_mtime_ns}")
-        return _cached(root, key, lambda: _decode_folder(_extract(source, root)))
+        key = _key(source.name[:-len(".tar.gz")], identity(f"folder:{source}"))
+        return _cached(root, key, lambda: _decode_folder(_extract(source, root / "extracted" / key)))
     if not source.is_dir():
         raise DatasetNotFound(f"dataset folder {source} does not exist (expected train/ and test/ subfolders).")
     _split_dirs(source)
-    # A folder is identified by its path and the names and sizes of its files, so that
-    # adding, removing or replacing images decodes it afresh.
-    listing = sorted(f"{p.relative_to(source)}:{p.stat().st_size}" for p in source.rglob("*") if p.is_file())
-    key = _key(source.name, f"{source}|" + "|".join(listing))
-    return _cached(root, key, lambda: _decode_folder(source))
+    return _cached(root, _key(source.name, identity(f"folder:{source}")), lambda: _decode_folder(source))
 
 
 def _key(stem: str, fingerprint: str) -> str:
     return f"folder-{stem}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:16]}"
 
 
-def _extract(archive: Path, root: Path) -> Path:
-    """``archive`` extracted once into ``root/extracted/<stem>``; the tree root returned is
-    the one holding ``train/`` and ``test/`` (the top level, or its single subfolder)."""
-    target = root / "extracted" / archive.name[:-len(".tar.gz")]
+def _extract(archive: Path, target: Path) -> Path:
+    """``archive`` extracted once into ``target``; the tree root returned is the one holding
+    ``train/`` and ``test/`` (the top level, or its single subfolder)."""
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         # Extract beside the target, then rename: a killed extraction leaves only a temporary

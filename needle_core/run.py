@@ -96,10 +96,18 @@ def _metrics(model, data, config: SweepConfig, epoch: int, run: str) -> list[dic
 
 
 def _start(spec: RunSpec, config: SweepConfig, store: ResultStore, data, device):
-    """``(model, optimiser, first epoch)`` of a run that has no resume state yet."""
+    """``(model, optimiser, first epoch, notes)`` of a run that has no resume state yet;
+    ``notes`` go into the run's provenance (``trunk_recreated``: see
+    :func:`recreate_switch_checkpoints`)."""
     shape = data.input_shape
     if spec.role in BRANCHES:
         state = store.load_checkpoint(spec.trunk, f"switch-{spec.switch_time}", map_location=device)
+        notes = {}
+        if state is None and store.is_finished(spec.trunk):
+            # Results are committed, checkpoints are not: on a fresh clone the trunk is
+            # re-trained (deterministically) to recreate them, and checked against its record.
+            notes["trunk_recreated"] = dict(max_abs_diff=recreate_switch_checkpoints(spec, config, store, data, device))
+            state = store.load_checkpoint(spec.trunk, f"switch-{spec.switch_time}", map_location=device)
         if state is None:
             raise FileNotFoundError(f"{spec.run} needs its trunk's checkpoint at epoch {spec.switch_time}: "
                                     f"run {spec.trunk} first (the sweep orders this for you).")
@@ -110,16 +118,49 @@ def _start(spec: RunSpec, config: SweepConfig, store: ResultStore, data, device)
         if spec.role == "cnn_control":  # the same change as the branch, without the embedding
             if spec.lr_after is not None:
                 optimizer.param_groups[0]["lr"] = spec.lr_after
-            return model, optimizer, spec.switch_time
+            return model, optimizer, spec.switch_time, notes
         model, optimizer = switch(model, optimizer, shape, spec.kind, lr=spec.lr_after)
-        return model, optimizer, spec.switch_time
+        return model, optimizer, spec.switch_time, notes
     torch.manual_seed(spec.seed)
     model = cnn(spec.arch, ch=spec.width, num_classes=data.num_classes)
     if spec.role in ("fcn", "lcn"):
         torch.manual_seed(spec.seed)
         model = fcn(model, shape, spec.kind)
     model = model.to(device)
-    return model, make_optimizer(model.parameters(), config.lr, config.momentum, config.weight_decay), 0
+    return model, make_optimizer(model.parameters(), config.lr, config.momentum, config.weight_decay), 0, {}
+
+
+def recreate_switch_checkpoints(branch: RunSpec, config: SweepConfig, store: ResultStore, data, device) -> float:
+    """Re-train the finished trunk of ``branch`` from its seed up to the last switch time of
+    the grid, writing every switch checkpoint on the way, without touching its results.
+
+    Returns the largest |difference| between the re-trained trunk's evaluations and those
+    recorded in the store (0.0 on the machine that made them; CPU kernels of another
+    processor can differ in the last bits, which a warning then reports)."""
+    import warnings
+
+    trunk = dataclasses.replace(branch, role="cnn", switch_time=None, lr_after=None)
+    recorded = store.metrics(trunk.run)
+    recorded = {(r.epoch, r.metric): r.value for r in recorded.itertuples() if r.metric.endswith("_acc")}
+    model, optimizer, epoch, _ = _start(trunk, config, store, data, device)
+    last, gap = max(config.switch_times), 0.0
+    while True:
+        if epoch in config.switch_times:
+            store.save_checkpoint(trunk.run, f"switch-{epoch}", dict(model=model.state_dict(),
+                                                                       optimizer=optimizer.state_dict(), epoch=epoch))
+        if epoch in config.eval_epochs:
+            for row in _metrics(model, data, config, epoch, trunk.run):
+                if (epoch, row["metric"]) in recorded:
+                    gap = max(gap, abs(row["value"] - recorded[epoch, row["metric"]]))
+        if epoch >= last:
+            break
+        train_epoch(model, optimizer, data.x_train, data.y_train, config.batch_size, trunk.seed, epoch)
+        epoch += 1
+    if gap:
+        warnings.warn(f"{trunk.run} re-trained to recreate its switch checkpoints differs from its recorded "
+                      f"accuracies by up to {gap:.4f} (another processor's kernels?): its branches start from "
+                      "the re-trained CNN, recorded in their provenance as trunk_recreated.")
+    return gap
 
 
 def _rebuild(spec: RunSpec, config: SweepConfig, data, device, state: dict):
@@ -142,6 +183,7 @@ def execute(spec: RunSpec, config: SweepConfig, root, on_epoch: Callable[[int], 
     store = ResultStore(root)
     if store.is_finished(spec.run):
         return "finished"
+    digest = config.digest()
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
@@ -152,7 +194,7 @@ def execute(spec: RunSpec, config: SweepConfig, root, on_epoch: Callable[[int], 
         # The trunk never reached t_w: no checkpoint to start from.  Recorded, not dropped
         # (paper.md §8), so that the sweep finishes and is not retried.
         provenance = dict(spec.to_dict(), status="trunk_diverged", diverged_epoch=trunk["diverged_epoch"],
-                          config=config.to_dict(), config_digest=config.digest(), precision=None, wall_time_s=0.0,
+                          config=config.to_dict(), config_digest=digest, precision=None, wall_time_s=0.0,
                           **environment(device))
         store.finish(spec.run, spec.to_dict(), [], provenance)
         if on_epoch:
@@ -160,14 +202,14 @@ def execute(spec: RunSpec, config: SweepConfig, root, on_epoch: Callable[[int], 
         return "trunk_diverged"
     data = _data(config.dataset, config.data_root, spec.n_train, config.n_test, spec.seed, str(device))
     resume = store.load_checkpoint(spec.run, "resume", map_location=device)
-    if resume is not None and resume.get("config_digest", config.digest()) != config.digest():
+    if resume is not None and resume.get("config_digest", digest) != digest:
         raise ValueError(f"{store.root} holds a resume state of {spec.run} made with another config "
-                         f"({resume['config_digest']} != {config.digest()}): use another output folder (--out).")
+                         f"({resume['config_digest']} != {digest}): use another output folder (--out).")
     if resume is not None:
         model, optimizer = _rebuild(spec, config, data, device, resume)
-        epoch, rows, wall = resume["epoch"], resume["rows"], resume["wall_time_s"]
+        epoch, rows, wall, notes = resume["epoch"], resume["rows"], resume["wall_time_s"], resume.get("notes", {})
     else:
-        model, optimizer, epoch = _start(spec, config, store, data, device)
+        model, optimizer, epoch, notes = _start(spec, config, store, data, device)
         rows, wall = [], 0.0
     started, last_save, status, diverged_epoch = time.monotonic(), time.monotonic(), "done", None
     evals = set(config.eval_epochs)
@@ -182,7 +224,7 @@ def execute(spec: RunSpec, config: SweepConfig, root, on_epoch: Callable[[int], 
         if time.monotonic() - last_save >= 60 * config.checkpoint_minutes:
             store.save_checkpoint(spec.run, "resume", dict(
                 model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch, rows=rows,
-                wall_time_s=wall + time.monotonic() - started, config_digest=config.digest()))
+                wall_time_s=wall + time.monotonic() - started, config_digest=digest, notes=notes))
             last_save = time.monotonic()
         loss = float(train_epoch(model, optimizer, data.x_train, data.y_train, config.batch_size, spec.seed, epoch))
         epoch += 1
@@ -198,7 +240,7 @@ def execute(spec: RunSpec, config: SweepConfig, root, on_epoch: Callable[[int], 
     if config.save_final and status == "done":
         store.save_checkpoint(spec.run, "final", dict(model=model.state_dict(), spec=spec.to_dict()))
     provenance = dict(spec.to_dict(), status=status, diverged_epoch=diverged_epoch, config=config.to_dict(),
-                      config_digest=config.digest(), precision=str(next(model.parameters()).dtype),
-                      wall_time_s=wall + time.monotonic() - started, **environment(device))
+                      config_digest=digest, precision=str(next(model.parameters()).dtype),
+                      wall_time_s=wall + time.monotonic() - started, **notes, **environment(device))
     store.finish(spec.run, spec.to_dict(), rows, provenance)
     return status

@@ -56,7 +56,11 @@ class ResultStore:
         path = self.run_dir(run) / f"{name}.pt"
         if not path.exists():
             return None
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+    def metrics(self, run: str) -> pd.DataFrame:
+        """The tidy rows of a finished run (columns run, epoch, metric, layer, value)."""
+        return pd.read_parquet(self.run_dir(run) / "metrics.parquet")
 
     def finish(self, run: str, spec: dict, rows: list[dict], provenance: dict) -> None:
         """Write the run's metrics, then its provenance (the commit point), then drop the
@@ -95,7 +99,7 @@ class ResultStore:
         runs = self.provenance()
         if runs.empty:
             return pd.DataFrame(columns=SPEC_COLUMNS + ["status", "epoch", "metric", "layer", "value"])
-        frames = [pd.read_parquet(self.run_dir(r) / "metrics.parquet") for r in runs["run"]]
+        frames = [self.metrics(r) for r in runs["run"]]
         # A branch of a diverged trunk has no rows; concat of empty frames warns (and casts).
         rows = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
         return rows.merge(runs[SPEC_COLUMNS + ["status"]], on="run", how="left")[

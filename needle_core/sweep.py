@@ -9,6 +9,8 @@ trunk, is then the baseline of "the eFCN beats the CNN" (paper.md §8).
 """
 from __future__ import annotations
 
+import fnmatch
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -17,7 +19,8 @@ import pandas as pd
 
 from .config import SweepConfig, validate
 from .run import RunSpec, execute
-from .store import ResultStore
+from .io import atomic_write_json
+from .store import ResultStore, git_commit
 
 
 def plan(config: SweepConfig) -> list[RunSpec]:
@@ -89,37 +92,124 @@ EXECUTORS: dict[str, Executor] = {"local": local_executor}
 
 
 class Sweep:
-    """A config, its result store and an executor.  ``run()`` does what is missing."""
+    """A config, its result store and an executor.  ``run()`` does what is missing.
 
-    def __init__(self, config: SweepConfig, root: str | Path, executor: str | Executor = "local"):
+    The store records the config that made it (``config.json``: every field, the digest and
+    the data set's content hash), so that a clone can re-render it with exactly that config.
+    """
+
+    def __init__(self, config: SweepConfig, root: str | Path, executor: str | Executor = "local",
+                 allow_dirty: bool = False):
         validate(config)  # a config built by hand fails here too, before any training
-        self.config, self.store = config, ResultStore(root)
+        self.config, self.store, self.allow_dirty = config, ResultStore(root), allow_dirty
         if isinstance(executor, str):
             if executor not in EXECUTORS:
                 raise ValueError(f"unknown executor {executor!r}: choose one of {sorted(EXECUTORS)}.")
             executor = EXECUTORS[executor]
         self.executor = executor
+        self.digest = self._digest()
         self._check_store()
+
+    @property
+    def record(self) -> dict | None:
+        """The store's ``config.json`` (None for a store that has none yet)."""
+        path = self.store.root / "config.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def _digest(self) -> str:
+        """The config's digest; where its data set is not on this machine, the one recorded
+        by the store for the same config (enough to read finished runs, not to train)."""
+        from .config import _NOT_IN_DIGEST
+        from .data import DatasetNotFound
+
+        try:
+            return self.config.digest()
+        except DatasetNotFound as missing:
+            record = self.record
+            same = record is not None and all(record["config"].get(k) == v for k, v in self.config.to_dict().items()
+                                              if k not in _NOT_IN_DIGEST)
+            if not same:
+                raise
+            self._missing_data = missing
+            return record["digest"]
 
     def _check_store(self) -> None:
         """Refuse to mix results of a different config into this store."""
+        record = self.record
+        if record is not None and record["digest"] != self.digest:
+            raise ValueError(f"{self.store.root} was made with another config ({record['digest']} != {self.digest}; "
+                             f"its config.json says which): use another output folder (--out).")
         runs = self.store.provenance()
-        digest = self.config.digest()
         for run, other in zip(runs.get("run", []), runs.get("config_digest", [])):
-            if other != digest:
+            if other != self.digest:
                 raise ValueError(f"{self.store.root} holds run {run} made with another config "
-                                 f"({other} != {digest}): use another output folder (--out).")
+                                 f"({other} != {self.digest}): use another output folder (--out).")
 
-    def run(self, progress: bool = True) -> pd.DataFrame:
+    def tasks(self, only: list[str] | None = None) -> list[Task]:
+        """The graph, or the runs whose id matches one of the glob patterns ``only`` (e.g.
+        ``"*-s0/efcn-t[0-4]"``) together with the trunks they start from."""
+        tasks = graph(self.config)
+        if not only:
+            return tasks
+        chosen = {t.spec.run for t in tasks if any(fnmatch.fnmatchcase(t.spec.run, p) for p in only)}
+        if not chosen:
+            raise ValueError(f"no run of the sweep matches {only}: list them with --dry-run.")
+        chosen |= {n for t in tasks if t.spec.run in chosen for n in t.needs}
+        return [t for t in tasks if t.spec.run in chosen]
+
+    def run(self, progress: bool = True, only: list[str] | None = None) -> pd.DataFrame:
         if self.config.threads:  # also for what the caller computes next (CPU results depend on it)
             import torch
 
             torch.set_num_threads(self.config.threads)
-        self.executor(graph(self.config), self.config, self.store.root, progress)
+        tasks = self.tasks(only)
+        todo = [t.spec.run for t in tasks if not self.store.is_finished(t.spec.run)]
+        if todo:
+            self._may_write(todo)
+            self.statuses = self.executor(tasks, self.config, self.store.root, progress)
+        else:
+            self.statuses = {t.spec.run: "finished" for t in tasks}
         return self.results()
+
+    def _may_write(self, todo: list[str]) -> None:
+        """Before training anything: the data set is here, a published store is written from
+        a committed tree only, and the store records this config."""
+        if getattr(self, "_missing_data", None) is not None:
+            raise self._missing_data
+        commit = git_commit()
+        if commit and commit.endswith("-dirty") and published(self.store.root) and not self.allow_dirty:
+            raise ValueError(f"{self.store.root} is a published result store (tracked by git) and the working tree "
+                             f"has uncommitted changes: commit them first, so that every run names the code that "
+                             f"made it, or pass --allow-dirty (python) allow_dirty=True. {len(todo)} runs to do.")
+        from .data import identity
+
+        record = dict(config=self.config.to_dict(), digest=self.digest, dataset_identity=identity(self.config.dataset))
+        if self.record != record:
+            atomic_write_json(self.store.root / "config.json", record)
 
     def results(self) -> pd.DataFrame:
         return self.store.results()
+
+
+def published(root: str | Path) -> bool:
+    """Whether ``root`` lies in a git work tree and is not ignored by it: its results are
+    meant to be committed (``runs/cpu``), unlike a scratch store (``runs/smoke``, ``/tmp``)."""
+    import subprocess
+
+    root = Path(root).resolve()
+    probe = root if root.exists() else root.parent
+    while not probe.exists():
+        probe = probe.parent
+    try:
+        inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=probe, capture_output=True,
+                                text=True, timeout=10).stdout.strip() == "true"
+        if not inside:
+            return False
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(root / "config.json")], cwd=probe,
+                                 capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return not ignored
 
 
 def default_root(profile: str) -> Path:

@@ -189,9 +189,9 @@ def test_folder_tar_gz_is_extracted_once(tmp_path, decode_calls, monkeypatch, to
     root = tmp_path / "root"
     d = load(f"folder:{archive}", root, n_train=3)
     assert d.classes == CLASSES and len(d.y_train) == 3 and len(d.y_test) == 6
-    extracted = root / "extracted" / "tiny-jpeg"
+    [extracted] = (root / "extracted").iterdir()  # one folder, keyed by content: no temporary folder left
+    assert extracted.name.startswith("folder-tiny-jpeg-")
     assert (extracted / "tiny-jpeg" / "train" if top_folder else extracted / "train").is_dir()
-    assert [p.name for p in (root / "extracted").iterdir()] == ["tiny-jpeg"]  # no temporary folder left
     assert decode_calls == [12, 6]
     # The second load reads the cache: neither extraction nor decoding.
     monkeypatch.setattr(data, "_extract", lambda *args: pytest.fail("extracted again"))
@@ -281,3 +281,23 @@ def test_data_to_and_properties():
     assert isinstance(moved, Data) and moved.device == torch.device("cpu") and torch.equal(moved.x_test, d.x_test)
     assert "train=20" in repr(d) and "num_classes=10" in repr(d)
     assert d.input_shape == (3, 32, 32) and d.num_classes == 10
+
+
+def test_archives_of_the_same_name_are_told_apart_by_content(tmp_path):
+    """A second, different archive under the same file name (or the first one replaced) is
+    extracted and decoded afresh, never read from the first one's folder or cache."""
+    root = tmp_path / "root"
+    loaded = []
+    for i in range(2):
+        tree = make_image_folder(tmp_path / f"src{i}" / "tiny-jpeg")
+        if i:  # the second archive lacks one training image
+            next((tree / "train").rglob("*.png")).unlink()
+        archive = tmp_path / f"place{i}" / "tiny-jpeg.tar.gz"
+        archive.parent.mkdir()
+        with tarfile.open(archive, "w:gz") as tar:
+            for split in ("train", "test"):
+                tar.add(tree / split, arcname=split)
+        loaded.append(load(f"folder:{archive}", root))
+        assert data.identity(f"folder:{archive}").startswith("sha256:")
+    assert len(loaded[0].y_train) != len(loaded[1].y_train)
+    assert len(list((root / "extracted").iterdir())) == 2
