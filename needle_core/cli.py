@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
                             "a slice of a sweep; slices of one config merge into one store")
     sweep.add_argument("--allow-dirty", action="store_true",
                        help="write into a published store (tracked by git) from a tree with uncommitted changes")
+    land = sub.add_parser("landscape", help="measure the loss barriers between a finished sweep's networks "
+                          "(needs its checkpoints) into <store>/landscape/")
+    _common(land)
+    land.add_argument("--switch-times", required=True, help="comma-separated t_w of the grid, e.g. 2,8,16")
+    land.add_argument("--seeds", help="comma-separated seeds (default: the config's)")
     repro = sub.add_parser("reproduce", help="run a profile's sweeps, then execute every notebook into book/")
     _common(repro)
     args = parser.parse_args(argv)
@@ -48,6 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     from .sweep import Sweep, default_root
 
     root = args.out or default_root(args.profile)
+    if args.command == "landscape":
+        from . import landscape
+
+        ints = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
+        try:
+            landscape.measure(config, root, ints(args.switch_times), ints(args.seeds) if args.seeds else None)
+        except ValueError as err:
+            parser.exit(2, f"error: {err}\n")
+        print(landscape.results(root).to_string(index=False))
+        return 0
     only = getattr(args, "only", [])
     executor = "local"
     if args.command == "sweep" and args.executor != "local":

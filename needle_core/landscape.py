@@ -1,0 +1,147 @@
+"""The loss landscape between a sweep's networks (claim 6), measured once and stored as tidy
+rows beside the runs, so that the book re-plots it without the checkpoints.
+
+For one trunk seed and switch time ``t_w`` three points of one FC space are compared:
+``CNN@t_w`` (the trunk at the switch, embedded: where the eFCN starts), ``eFCN`` (the branch
+at the end of its budget) and ``FCN`` (the baseline trained from scratch). Two paths,
+``cnn-efcn`` and ``efcn-fcn``, each followed by the methods of :mod:`needle_core.interpolate`
+(``linear`` and ``string`` by default). Results go to ``<root>/landscape/<group>-t<t_w>.parquet``
+(one file per seed and switch time, written atomically: a killed measurement resumes at the
+next missing file).
+
+Measuring needs the final and switch checkpoints, which only the machine that trained the
+sweep has (checkpoints are not committed); reading needs nothing but the Parquet files::
+
+    python -m needle_core landscape --profile cpu --set dataset=folder:data/cifar10-jpeg.tar.gz
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .config import SweepConfig
+from .embedding import embed
+from .interpolate import barrier, scan, string
+from .io import atomic_write_parquet
+from .models import cnn, fcn
+from .run import RunSpec, resolve_device
+from .store import ResultStore
+
+#: The two paths: (name, first endpoint, second endpoint).
+PATHS = (("cnn-efcn", "CNN@t_w", "eFCN"), ("efcn-fcn", "eFCN", "FCN"))
+
+
+def _network(spec: RunSpec, state: dict, shape, classes: int, device, kind: str) -> torch.nn.Module:
+    """A network of the sweep's architecture with ``state`` loaded: a CNN checkpoint embedded
+    (``kind="cnn"``), an eFCN's or an FCN's own weights (``"efcn"``, ``"fcn"``)."""
+    model = cnn(spec.arch, ch=spec.width, num_classes=classes)
+    if kind == "cnn":
+        model.load_state_dict(state)
+        return embed(model, shape, "fc").to(device).eval()
+    model = embed(model, shape, "fc") if kind == "efcn" else fcn(model, shape, "fc")
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def _endpoints(store: ResultStore, config: SweepConfig, base: dict, t: int, data, device) -> dict:
+    """``{"CNN@t_w", "eFCN", "FCN"}`` networks of one seed and switch time, or a ValueError
+    naming the run whose weights are missing (diverged, or checkpoints not on this machine)."""
+    shape, classes = data.input_shape, data.num_classes
+
+    def weights(spec: RunSpec, name: str) -> dict:
+        prov = store.run_provenance(spec.run)
+        if prov is None or prov["status"] != "done":
+            raise ValueError(f"{spec.run} is not a finished run ({prov and prov['status']}): a diverged or missing "
+                             "run has no weights to interpolate.")
+        state = store.load_checkpoint(spec.run, name, map_location=device)
+        if state is None:
+            raise ValueError(f"{store.run_dir(spec.run)}/{name}.pt is not here: the landscape is measured where the "
+                             "sweep trained (checkpoints are not committed); re-run the sweep there first.")
+        return state["model"]
+
+    trunk, branch, scratch = RunSpec("cnn", **base), RunSpec("efcn", **base, switch_time=t), RunSpec("fcn", **base)
+    return {"CNN@t_w": _network(trunk, weights(trunk, f"switch-{t}"), shape, classes, device, "cnn"),
+            "eFCN": _network(branch, weights(branch, "final"), shape, classes, device, "efcn"),
+            "FCN": _network(scratch, weights(scratch, "final"), shape, classes, device, "fcn")}
+
+
+def measure(config: SweepConfig, root, switch_times: list[int], seeds: list[int] | None = None, *,
+            methods: tuple[str, ...] = ("linear", "string"), n_points: int = 7, string_points: int = 4,
+            string_steps: int = 20, spring: float = 0.5, n_eval: int | None = 2000,
+            progress: bool = True) -> pd.DataFrame:
+    """Scan both paths for every seed (default: the config's) and switch time, skipping
+    those already stored; returns :func:`scans` of the store.
+
+    ``n_eval``: images of each split (the first of the run's own subsets) every point is
+    evaluated on; the string trains on the whole training subset with the sweep's batch size
+    and learning rate (generator seeded 0: deterministic on a CPU).
+    """
+    from .data import load
+
+    store, device = ResultStore(root), resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out_dir = Path(root) / "landscape"
+    for seed in seeds if seeds is not None else config.seeds:
+        for arch in config.archs:
+            for width in config.widths:
+                for n_train in config.n_trains:
+                    base = dict(arch=arch, width=width, n_train=n_train, seed=seed)
+                    data = None
+                    for t in switch_times:
+                        path = out_dir / f"{RunSpec('cnn', **base).group}-t{t}.parquet"
+                        if path.exists():
+                            continue
+                        if data is None:
+                            data = load(config.dataset, config.data_root, n_train=n_train, n_test=config.n_test,
+                                        seed=seed, device=device)
+                        rows = _scan_all(_endpoints(store, config, base, t, data, device), data, config, methods,
+                                         n_points, string_points, string_steps, spring, n_eval)
+                        atomic_write_parquet(path, rows.assign(**base, switch_time=t))
+                        if progress:
+                            print(f"landscape {path.name}: {len(rows)} rows", flush=True)
+    return scans(root)
+
+
+def _scan_all(endpoints: dict, data, config: SweepConfig, methods, n_points, string_points, string_steps, spring,
+              n_eval) -> pd.DataFrame:
+    splits = {"train": (data.x_train[:n_eval], data.y_train[:n_eval]),
+              "test": (data.x_test[:n_eval], data.y_test[:n_eval])}
+    frames = []
+    for name, a_name, b_name in PATHS:
+        a, b = endpoints[a_name], endpoints[b_name]
+        for method in methods:
+            kwargs = {"n_points": n_points}
+            if method == "string":
+                kwargs = {"points": string(a, b, data.x_train, data.y_train, n_points=string_points,
+                                           steps=string_steps, lr=config.lr, spring=spring,
+                                           batch_size=config.batch_size, generator=torch.Generator().manual_seed(0))}
+            for split, (x, y) in splits.items():
+                frames.append(scan(a, b, method, x, y, **kwargs).assign(path=name, split=split))
+    return pd.concat(frames, ignore_index=True)
+
+
+def scans(root) -> pd.DataFrame:
+    """Every stored scan row of the store at ``root`` (columns of
+    :func:`needle_core.interpolate.scan` plus path, split, arch, width, n_train, seed,
+    switch_time); empty when nothing was measured."""
+    files = sorted((Path(root) / "landscape").glob("*.parquet"))
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+
+
+def results(root) -> pd.DataFrame:
+    """The barriers: one row per seed × switch time × path × method, on the training loss,
+    columns arch, width, n_train, seed, switch_time, path, method, barrier (nats), loss_a,
+    loss_b (the endpoints' training losses).  Empty when nothing was measured."""
+    rows = scans(root)
+    columns = ["arch", "width", "n_train", "seed", "switch_time", "path", "method", "barrier", "loss_a", "loss_b"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    out = []
+    keys = ["arch", "width", "n_train", "seed", "switch_time", "path", "method"]
+    for key, g in rows[rows["split"] == "train"].groupby(keys, dropna=False, sort=True):
+        loss = g[g["metric"] == "loss"].sort_values("t")["value"]
+        out.append(dict(zip(keys, key), barrier=barrier(g), loss_a=float(loss.iloc[0]), loss_b=float(loss.iloc[-1])))
+    return pd.DataFrame(out, columns=columns)

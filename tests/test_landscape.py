@@ -1,0 +1,43 @@
+"""The landscape measurement: stored once as tidy rows, resumable, read without checkpoints."""
+import pandas as pd
+import pytest
+
+from needle_core import landscape
+from needle_core.config import make_config
+from needle_core.sweep import Sweep
+
+CONFIG = make_config("smoke", {"seeds": [0], "switch_times": [0, 2]})
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("landscape")
+    Sweep(CONFIG, root).run(progress=False)
+    landscape.measure(CONFIG, root, [2], n_points=3, string_points=3, string_steps=2, n_eval=100, progress=False)
+    return root
+
+
+def test_barriers_of_both_paths_and_methods(store):
+    frame = landscape.results(store)
+    assert len(frame) == 2 * 2  # two paths × linear and string, one seed, one t_w
+    assert set(frame.path) == {"cnn-efcn", "efcn-fcn"} and set(frame.method) == {"linear", "string"}
+    assert (frame.barrier >= 0).all() and frame.seed.eq(0).all() and frame.switch_time.eq(2).all()
+    # The path eFCN → FCN starts where CNN@t_w → eFCN ends.
+    ends = frame.set_index(["path", "method"])
+    assert ends.loc[("cnn-efcn", "linear"), "loss_b"] == pytest.approx(ends.loc[("efcn-fcn", "linear"), "loss_a"])
+
+
+def test_measure_resumes_and_reads_without_checkpoints(store):
+    [stored] = (store / "landscape").glob("*.parquet")
+    written = stored.stat().st_mtime_ns
+    for pt in store.rglob("*.pt"):  # a clone has the tidy rows, never the checkpoints
+        pt.unlink()
+    again = landscape.measure(CONFIG, store, [2], progress=False)  # nothing missing: nothing loaded
+    assert stored.stat().st_mtime_ns == written
+    pd.testing.assert_frame_equal(again, landscape.scans(store))
+    with pytest.raises(ValueError, match=r"switch-0\.pt is not here"):
+        landscape.measure(CONFIG, store, [0], progress=False)
+
+
+def test_empty_store_has_no_landscape(tmp_path):
+    assert landscape.results(tmp_path).empty and landscape.scans(tmp_path).empty
