@@ -1,0 +1,100 @@
+"""What a campaign that spans machines and sessions needs (issue 9): a store that grows by
+seeds but refuses another config, the pre-registered read-out window, slices of a sweep,
+trunks re-trained to recreate the switch checkpoints a clone lacks, and published stores
+written from committed code only."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from needle_core.config import make_config
+from needle_core.store import ResultStore
+from needle_core.sweep import Sweep, published
+
+#: One seed, two switch times, 3 epochs on 250 synthetic images: seconds on a CPU.
+TINY = dict(epochs=3, seeds=[0], n_trains=[250], n_test=100, switch_times=[0, 2], kinds=["fc"], baselines=[],
+            batch_size=50, threads=1)
+KEY = ["run", "epoch", "metric", "layer"]
+
+
+def tiny(**extra):
+    return make_config("smoke", dict(TINY, **extra))
+
+
+def tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(KEY).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("epochs, readout, window", [(20, 0.2, [17, 18, 19, 20]), (6, 0.2, [5, 6]),
+                                                      (3, 0.0, [3]), (100, 0.2, list(range(81, 101)))])
+def test_readout_window_is_the_last_fraction_of_the_epochs(epochs, readout, window):
+    config = make_config("smoke", dict(epochs=epochs, readout=readout, switch_times=[0]))
+    assert config.readout_epochs == window
+    assert set(window) <= set(config.eval_epochs)
+
+
+def test_digest_covers_what_changes_a_run_and_nothing_else():
+    base = tiny().digest()
+    for same in (dict(seeds=[0, 1, 2]), dict(switch_times=[2, 0]), dict(checkpoint_minutes=1.0),
+                 dict(data_root="elsewhere"), dict(kinds=["fc", "lc"])):
+        assert tiny(**same).digest() == base, same
+    for other in (dict(lr=0.05), dict(threads=2), dict(switch_times=[0, 1]), dict(readout=0.1), dict(epochs=4)):
+        assert tiny(**other).digest() != base, other
+
+
+def test_a_store_grows_by_seeds_and_refuses_another_config(tmp_path):
+    Sweep(tiny(), tmp_path).run(progress=False)
+    record = Sweep(tiny(seeds=[0, 1]), tmp_path)  # more seeds: the same runs for seed 0
+    record.run(progress=False, only=["*-s1/cnn"])
+    assert {s for s in ResultStore(tmp_path).provenance().seed} == {0, 1}
+    assert (tmp_path / "config.json").exists() and record.record["config"]["seeds"] == [0, 1]
+    with pytest.raises(ValueError, match="another config"):
+        Sweep(tiny(lr=0.05), tmp_path)
+
+
+def test_only_runs_the_matching_runs_and_their_trunks(tmp_path):
+    sweep = Sweep(tiny(), tmp_path)
+    assert [t.spec.run for t in sweep.tasks(["*/efcn-t2"])] == ["vanilla-w4-n250-s0/cnn", "vanilla-w4-n250-s0/efcn-t2"]
+    with pytest.raises(ValueError, match="no run of the sweep matches"):
+        sweep.tasks(["*/elcn-*"])
+
+
+def test_missing_switch_checkpoints_are_recreated_by_retraining_the_trunk(tmp_path):
+    """On a clone the tidy results are there and the checkpoints are not: a branch still to
+    run re-trains its finished trunk to recreate them, identical to the original."""
+    first = tidy(Sweep(tiny(), tmp_path).run(progress=False))
+    store = ResultStore(tmp_path)
+    branch = "vanilla-w4-n250-s0/efcn-t2"
+    shutil.rmtree(store.run_dir(branch))
+    for pt in tmp_path.rglob("*.pt"):
+        pt.unlink()
+    again = tidy(Sweep(tiny(), tmp_path).run(progress=False))
+    pd.testing.assert_frame_equal(again, first, check_exact=True)
+    assert store.run_provenance(branch)["trunk_recreated"] == {"max_abs_diff": 0.0}
+    assert sorted(p.name for p in store.run_dir("vanilla-w4-n250-s0/cnn").glob("switch-*.pt")) == \
+        ["switch-0.pt", "switch-2.pt"]
+
+
+def test_published_stores_refuse_a_dirty_tree(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = lambda *a: subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    (repo / ".gitignore").write_text("scratch/\n")
+    assert published(repo / "runs" / "cpu") and not published(repo / "scratch" / "smoke")
+    assert not published(tmp_path / "outside")
+
+
+def test_a_dirty_tree_writes_into_a_published_store_only_when_told(tmp_path, monkeypatch):
+    import needle_core.sweep as sweep_module
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    monkeypatch.setattr(sweep_module, "git_commit", lambda: "0123abc-dirty")
+    with pytest.raises(ValueError, match="uncommitted changes"):
+        Sweep(tiny(), tmp_path / "runs" / "cpu").run(progress=False)
+    assert not ResultStore(tmp_path / "runs" / "cpu").finished_runs()  # refused before training
+    Sweep(tiny(), tmp_path / "runs" / "cpu", allow_dirty=True).run(progress=False, only=["*/cnn"])
+    assert ResultStore(tmp_path / "runs" / "cpu").finished_runs() == ["vanilla-w4-n250-s0/cnn"]
