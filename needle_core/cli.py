@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import sys
+from pathlib import Path
 
-from .config import PROFILES, make_config, overrides_of, parse_overrides
+from .config import PROFILES, SweepConfig, make_config, overrides_of, parse_overrides
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -20,6 +22,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                    help="override one config field (YAML syntax), e.g. --set epochs=20 --set seeds=[0,1]")
     p.add_argument("--out", help="result store folder (default: runs/<profile>)")
+
+
+def recorded_config(root, config: SweepConfig) -> SweepConfig:
+    """The config a store at ``root`` records (``config.json``) when it was made from the
+    profile of ``config``: what ``reproduce`` re-renders on a clone (the data set included)."""
+    path = Path(root) / "config.json"
+    if not path.exists():
+        return config
+    recorded = json.loads(path.read_text())["config"]
+    if recorded.get("name") != config.name:
+        return config
+    return make_config(config.name, {k: v for k, v in recorded.items() if k != "name"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     from .sweep import Sweep, default_root
 
     root = args.out or default_root(args.profile)
+    if args.command == "reproduce" and not (args.set or args.config):
+        config = recorded_config(root, config)
     if args.command == "landscape":
         from . import landscape
 

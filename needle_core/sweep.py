@@ -137,8 +137,16 @@ class Sweep:
         """Refuse to mix results of a different config into this store."""
         record = self.record
         if record is not None and record["digest"] != self.digest:
-            raise ValueError(f"{self.store.root} was made with another config ({record['digest']} != {self.digest}; "
-                             f"its config.json says which): use another output folder (--out).")
+            from .config import _NOT_IN_DIGEST
+
+            mine = self.config.to_dict()
+            differ = sorted(k for k, v in record["config"].items() if k not in _NOT_IN_DIGEST and mine.get(k) != v)
+            if not differ or differ == ["dataset"]:  # the same config on other data (or another copy of it)
+                raise ValueError(f"{self.store.root} was made from another data set ({record['dataset_identity']}) "
+                                 f"than {self.config.dataset!r} ({_identity_or_missing(self.config.dataset)}): "
+                                 f"run into a new folder, e.g. --out {self.store.root}-mine.")
+            raise ValueError(f"{self.store.root} was made with another config (differs in {', '.join(differ)}; "
+                             f"{record['digest']} != {self.digest}): use another output folder (--out).")
         runs = self.store.provenance()
         for run, other in zip(runs.get("run", []), runs.get("config_digest", [])):
             if other != self.digest:
@@ -175,7 +183,9 @@ class Sweep:
         """Before training anything: the data set is here, a published store is written from
         a committed tree only, and the store records this config."""
         if getattr(self, "_missing_data", None) is not None:
-            raise self._missing_data
+            raise ValueError(f"{len(todo)} runs of {self.store.root} still need training, on the data set it was made "
+                             f"from ({self.record['dataset_identity']}), which is not here: {self._missing_data}") \
+                from None
         commit = git_commit()
         if commit and commit.endswith("-dirty") and published(self.store.root) and not self.allow_dirty:
             raise ValueError(f"{self.store.root} is a published result store (tracked by git) and the working tree "
@@ -189,6 +199,15 @@ class Sweep:
 
     def results(self) -> pd.DataFrame:
         return self.store.results()
+
+
+def _identity_or_missing(dataset: str) -> str:
+    from .data import DatasetNotFound, identity
+
+    try:
+        return identity(dataset)
+    except DatasetNotFound:
+        return "not on this machine"
 
 
 def published(root: str | Path) -> bool:
@@ -217,13 +236,14 @@ def default_root(profile: str) -> Path:
 
 
 def results(profile: str = "smoke", root: str | Path | None = None, overrides: dict | None = None,
-            progress: bool = False) -> pd.DataFrame:
-    """The tidy results of a profile (with ``overrides``), running whatever is missing first.
+            progress: bool = False, train: bool = True) -> pd.DataFrame:
+    """The tidy results of a profile (with ``overrides``), running whatever is missing first
+    (``train=False``: only what the store has, e.g. a campaign still running).
 
     Notebooks call this: a finished sweep is read, never re-trained.  ``root`` defaults to
     ``runs/<profile>``.
     """
     from .config import make_config
 
-    config = make_config(profile, overrides)
-    return Sweep(config, root or default_root(profile)).run(progress=progress)
+    sweep = Sweep(make_config(profile, overrides), root or default_root(profile))
+    return sweep.run(progress=progress) if train else sweep.results()

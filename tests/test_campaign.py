@@ -98,3 +98,38 @@ def test_a_dirty_tree_writes_into_a_published_store_only_when_told(tmp_path, mon
     assert not ResultStore(tmp_path / "runs" / "cpu").finished_runs()  # refused before training
     Sweep(tiny(), tmp_path / "runs" / "cpu", allow_dirty=True).run(progress=False, only=["*/cnn"])
     assert ResultStore(tmp_path / "runs" / "cpu").finished_runs() == ["vanilla-w4-n250-s0/cnn"]
+
+
+def test_a_clone_without_the_data_reads_the_store_and_refuses_only_to_train(tmp_path):
+    """The published store records its config, the data set's path and hash included: a
+    clone re-renders it without the data; training what is missing needs the data; another
+    copy of the data (other bytes) is refused with the command that runs into a new folder."""
+    import tarfile
+
+    from PIL import Image
+
+    from needle_core.cli import recorded_config
+
+    tree = tmp_path / "src" / "tiny"
+    for split in ("train", "test"):
+        for k, name in enumerate(("ant", "bee", "cat")):
+            (tree / split / name).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (32, 32), (80 * k, 40 * i, 9)).save(tree / split / name / f"{i}.png")
+    archive = tmp_path / "tiny.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for split in ("train", "test"):
+            tar.add(tree / split, arcname=split)
+    folder = dict(dataset=f"folder:{archive}", n_trains=[6], n_test=None, batch_size=3, data_root=str(tmp_path / "d"))
+    store = tmp_path / "store"
+    made = tidy(Sweep(tiny(**folder), store).run(progress=False, only=["*/efcn-t0"]))
+    archive.unlink()
+    config = recorded_config(store, make_config("smoke"))
+    assert config.dataset == f"folder:{archive}" and config.n_trains == [6]
+    pd.testing.assert_frame_equal(tidy(Sweep(config, store).run(progress=False, only=["*/efcn-t0"])), made)
+    with pytest.raises(ValueError, match="still need training"):
+        Sweep(config, store).run(progress=False)
+    with tarfile.open(archive, "w:gz") as tar:  # another copy, other bytes: one image fewer
+        tar.add(tree / "train", arcname="train")
+    with pytest.raises(ValueError, match="another data set"):
+        Sweep(config, store)
