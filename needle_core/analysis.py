@@ -712,7 +712,7 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
 
     info = describe(provenance, config)
     cfg_dict = _config_dict(config)
-    window = readout_epochs(config if config is not None else None, frame)
+    window = readout_epochs(config, frame)
     chance = 1 / {"cifar100": 100}.get(cfg_dict.get("dataset"), 10)
     rows = []
     for cfg in configurations(frame):
