@@ -1,5 +1,6 @@
-"""Small pure functions on the tidy result frame (``needle_core.sweep.results``): final values,
-intervals over seeds, paired comparisons and the claims scorecard.
+"""Small pure functions on the tidy result frame (``needle_core.sweep.results``): read-outs,
+intervals over seeds, paired comparisons and the claims scorecard with its pre-registered
+verdicts (book/preregistration.md).
 
 The frame has one row per run × epoch × metric (× layer), with the run's spec columns (see
 :meth:`needle_core.store.ResultStore.results`).  Runs of one *group* share ``arch``, ``width``,
@@ -7,16 +8,21 @@ The frame has one row per run × epoch × metric (× layer), with the run's spec
 ``cnn_control`` when the switch changes the learning rate) at every switch time, and the
 baselines trained from scratch (``fcn``, ``lcn``).
 
-Intervals are over seeds, with Student's t distribution (a handful of seeds: a normal
-quantile would be too narrow).  Comparisons are paired seed by seed (paper.md §8): the
+A run's primary number is its *read-out*: the mean of its evaluations over the last 20% of
+the budget (``SweepConfig.readout_epochs``; at lr 0.1 a single last epoch is mostly noise),
+with the last-epoch value beside it.  Intervals are over seeds, with Student's t distribution
+(a handful of seeds: a normal quantile would be too narrow).  Comparisons are paired seed by seed (paper.md §8): the
 difference is taken within a group, then averaged.  A diverged run is never dropped
-silently: :func:`final` keeps and flags it, :func:`paired` counts it (``n_diverged``) and
-leaves it out of the mean, and :func:`claims` says so.
+silently: :func:`final` and :func:`readout` keep and flag it, :func:`paired` counts it
+(``n_diverged``) and leaves it out of the mean, and :func:`claims` recounts it at chance
+accuracy in a sensitivity line.  Verdicts are symmetric (:class:`Rule`): *reproduces*,
+*contradicted* or *inconclusive*, each with the smallest effect the seeds could detect.
 
 Nothing here trains anything; only :func:`exactness` and :func:`sizes` build networks.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import math
@@ -32,23 +38,66 @@ GROUP_KEYS = CONFIG_KEYS + ["seed"]
 #: Roles that branch off a trunk at a switch time.
 BRANCH_ROLES = ("efcn", "elcn", "cnn_control")
 
-#: The abstract's claims (paper.md §1), in its words.
-PAPER_CLAIMS = {
-    1: "A CNN maps exactly to an equivalent FCN (eFCN): same outputs, every weight now free.",
-    2: "Protocol: train the CNN for t_w epochs, embed it, then resume training in FC space.",
-    3: "For all t_w, the eFCN's deviation from the CNN subspace stays small.",
-    4: "For all t_w, the eFCN's final test accuracy beats a standard FCN of the same architecture "
-       "trained from scratch (including t_w = 0).",
-    5: "For some intermediate t_w, the eFCN beats the CNN it came from (an inverted U of accuracy "
-       "against t_w).",
-    6: "These are rare basins of the FC loss landscape with very good generalisation, reachable only "
-       "through the CNN prior.",
-    7: "The price: the eFCN is huge and sparse at embedding (hundreds of times the CNN's size).",
-}
 
+#: The pre-registered significance level and power (book/preregistration.md).
+ALPHA = 0.05
+POWER = 0.80
 #: δ below this is "small" (claim 3): the part of the weights outside the CNN subspace is less
 #: than half of their norm (an FCN trained from scratch has δ close to 1).
 SMALL_DEVIATION = 0.5
+#: A loss barrier (nats, training loss) above this separates two basins (claim 6).
+BARRIER = 0.05
+#: Claim 7, our reading of the abstract's "very large" and "highly sparse" (it gives no number):
+#: at least ten times the CNN's parameters, at most a fifth of them non-zero at embedding.
+LARGE, SPARSE = 10.0, 0.2
+
+#: The abstract's sentence (NeurIPS version), as quoted in paper.md §1.
+ABSTRACT_QUOTE = (
+    "for all relax times, the deviation from the CNN subspace is small, and the final performance reached by "
+    "the eFCN is higher than that reachable by a standard FCN of same architecture. More surprisingly, for some "
+    "intermediate relax times, the eFCN outperforms the CNN it stemmed [from] ... The practical interest of our "
+    "protocol is limited by the very large size of the highly sparse eFCN.")
+
+#: paper.md §1's numbered reading of the abstract, in Markdown: the *italic* parts are our
+#: interpretation, not the paper's words.
+READING = {
+    1: "A CNN maps exactly to an *equivalent FCN* (eFCN): same outputs, every weight now free.",
+    2: "Protocol: train the CNN for `t_w` *epochs*, embed it, then resume training in FC space.",
+    3: "For **all** `t_w`, the eFCN's deviation from the CNN subspace stays small.",
+    4: "For **all** `t_w`, the eFCN's final test accuracy beats a standard FCN of the same architecture *trained "
+       "from scratch* (*this includes `t_w = 0`: an untrained CNN, embedded*).",
+    5: "For **some intermediate** `t_w`, the eFCN beats the CNN it came from (*so accuracy against `t_w` should "
+       "rise then fall*).",
+    6: "These are rare basins of the FC loss landscape with very good generalisation, \"can only be accessed "
+       "thanks to the CNN prior, which helps navigate the landscape during the early stages of optimization\".",
+    7: "The price: the eFCN is very large and highly sparse (*772x / 84x the CNN's parameters, our count from the "
+       "authors' layer shapes*).",
+}
+
+#: Each claim's words, copied exactly from the abstract (NeurIPS wording, "relax time" where
+#: arXiv v1 says "switch time t_w"); " ... " marks words left out.  Claim 6's words are the
+#: paper's as paper.md §1 quotes them; claims 1 and 2 have no words in the quoted abstract, so
+#: they get paper.md's description, marked as ours.
+ABSTRACT = {
+    1: "(our summary, not a quote) " + READING[1],
+    2: "(our summary, not a quote) " + READING[2],
+    3: "\"for all relax times, the deviation from the CNN subspace is small\"",
+    4: "\"for all relax times, ... the final performance reached by the eFCN is higher than that reachable by a "
+       "standard FCN of same architecture\"",
+    5: "\"More surprisingly, for some intermediate relax times, the eFCN outperforms the CNN it stemmed [from]\"",
+    6: "\"can only be accessed thanks to the CNN prior, which helps navigate the landscape during the early "
+       "stages of optimization\"",
+    7: "\"The practical interest of our protocol is limited by the very large size of the highly sparse eFCN.\"",
+}
+
+#: The book page behind each claim's number.
+PAGES = {1: "01_embedding", 2: "02_training_curves", 3: "04_deviation", 4: "03_switch_time", 5: "03_switch_time",
+         6: "06_landscape", 7: "01_embedding"}
+
+#: The verdicts a claim can get.  Sampled claims (3-6): reproduces / contradicted /
+#: inconclusive, or "not measured" when the profile has no data for it; 1 and 7 are computed
+#: (reproduces / contradicted); 2 is the protocol.
+VERDICTS = ("reproduces", "contradicted", "inconclusive", "not measured", "not a claim")
 
 
 # -- final values and intervals ---------------------------------------------------------------
@@ -79,6 +128,25 @@ def final(frame: pd.DataFrame, metric: str = "test_acc", provenance: pd.DataFram
     return last.sort_values(["run", "layer"], kind="stable").reset_index(drop=True)
 
 
+def spread(values: Iterable[float]) -> tuple[float, float, int]:
+    """``(mean, sd, n)`` of the finite ``values`` (``sd`` with ``n - 1``; NaN for ``n < 2``)."""
+    x = np.asarray([v for v in values if v is not None], dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    return (float(x.mean()) if n else math.nan), (float(x.std(ddof=1)) if n > 1 else math.nan), n
+
+
+def t_interval(mean, sd, n, level: float = 0.95):
+    """``(lo, hi)``: the two-sided ``level`` Student-t interval of a mean of ``n`` values with
+    standard deviation ``sd`` (scalars or arrays; NaN where ``n < 2``)."""
+    from scipy import stats
+
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = stats.t.ppf(0.5 + level / 2, n - 1) * np.asarray(sd, dtype=float) / np.sqrt(n)
+    return np.asarray(mean, dtype=float) - half, np.asarray(mean, dtype=float) + half
+
+
 def interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float, float, int]:
     """``(mean, lo, hi, n)``: the mean of the finite ``values`` and its ``level`` confidence
     interval with Student's t distribution (``n - 1`` degrees of freedom).
@@ -86,18 +154,40 @@ def interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float
     ``n`` counts the finite values; with ``n = 0`` everything is NaN, with ``n = 1`` the
     interval is ``(nan, nan)`` (one value says nothing about the spread).
     """
+    mean, sd, n = spread(values)
+    lo, hi = t_interval(mean, sd, n, level)
+    return mean, float(lo), float(hi), n
+
+
+def detectable(sd, n, alpha: float = ALPHA, power: float = POWER):
+    """The smallest true effect that ``n`` paired values of standard deviation ``sd`` detect
+    with probability ``power`` in a two-sided test at level ``alpha``:
+    ``(t_{1-alpha/2, n-1} + t_{power, n-1}) · sd / √n`` (book/preregistration.md), in the
+    values' units; NaN where ``n < 2``."""
     from scipy import stats
 
-    x = np.asarray([v for v in values if v is not None], dtype=float)
-    x = x[np.isfinite(x)]
-    n = len(x)
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    mean = float(x.mean())
-    if n == 1:
-        return mean, math.nan, math.nan, 1
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
-    return mean, mean - half, mean + half, n
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * np.asarray(sd, dtype=float) \
+            / np.sqrt(n)
+
+
+def per_switch_time(rows: pd.DataFrame, column: str, by: Iterable[str] = tuple(CONFIG_KEYS) + ("switch_time",),
+                    last: str | None = None) -> pd.DataFrame:
+    """``mean``, ``sd`` and ``n`` of the finite values of ``column`` per ``by`` (a value per
+    seed), ``n_diverged`` (rows flagged ``diverged``: their value is NaN in the primary
+    analysis) and, with ``last``, the mean of that column over the same rows (the last-epoch
+    value beside the read-out)."""
+    by = list(by)
+    out = []
+    for key, g in rows.groupby(by, dropna=False, sort=True):
+        mean, sd, n = spread(g[column])
+        row = dict(zip(by, key), mean=mean, sd=sd, n=n,
+                   n_diverged=int(g["diverged"].sum()) if "diverged" in g else 0)
+        if last:
+            row["last"] = g.loc[np.isfinite(g[column].astype(float)), last].mean()
+        out.append(row)
+    return pd.DataFrame(out, columns=by + ["mean", "sd", "n", "n_diverged"] + (["last"] if last else []))
 
 
 def over_seeds(frame: pd.DataFrame, metric: str, by: Iterable[str] = ("role", "switch_time", "epoch"),
@@ -134,6 +224,47 @@ def label(cfg: Mapping) -> str:
     return f"{cfg['arch']} w{cfg['width']}, n_train {n}"
 
 
+# -- the read-out -----------------------------------------------------------------------------
+def readout_epochs(window=None, frame: pd.DataFrame | None = None) -> list[int]:
+    """The epochs whose evaluations make a run's read-out (book/preregistration.md).
+
+    ``window``: a :class:`~needle_core.config.SweepConfig` (its ``readout_epochs``), a config
+    dict (its ``epochs`` and ``readout``), a list of epochs (taken as given), or None: the
+    pre-registered fraction of the budget, the budget being ``frame``'s largest epoch.
+    """
+    from .config import SweepConfig
+
+    if window is None or isinstance(window, Mapping):
+        d = dict(window or {})
+        epochs = d.get("epochs") or int(frame["epoch"].max())
+        return SweepConfig(epochs=int(epochs), readout=d.get("readout", SweepConfig.readout)).readout_epochs
+    if hasattr(window, "readout_epochs"):
+        return list(window.readout_epochs)
+    return sorted(int(e) for e in window)
+
+
+def readout(frame: pd.DataFrame, metric: str = "test_acc", window=None,
+            provenance: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each run's read-out of ``metric``: the mean of its evaluations at the read-out epochs
+    (:func:`readout_epochs` of ``window``; per layer for the deviation metrics), in the
+    metric's units.
+
+    One row per run (× layer), :func:`final`'s columns with ``value`` renamed ``last`` (the
+    last evaluation), plus ``readout`` and ``evals`` (how many evaluations it averages).  A
+    diverged run has ``readout`` NaN (its evaluations stop before the window, or run into the
+    divergence) and ``diverged`` True; so do the runs ``provenance`` adds (branches of a
+    diverged trunk).
+    """
+    epochs = readout_epochs(window, frame)
+    ends = final(frame, metric, provenance).rename(columns={"value": "last"})
+    rows = frame[(frame["metric"] == metric) & frame["epoch"].isin(epochs)]
+    window_mean = rows.groupby(["run", "layer"])["value"].agg(readout="mean", evals="count").reset_index()
+    out = ends.merge(window_mean, on=["run", "layer"], how="left")
+    out["evals"] = out["evals"].fillna(0).astype(int)
+    out.loc[out["diverged"], "readout"] = np.nan
+    return out
+
+
 # -- paired comparisons -----------------------------------------------------------------------
 def control_role(frame: pd.DataFrame) -> str:
     """The baseline of "the eFCN beats the CNN": ``cnn_control`` when the sweep has it (the
@@ -141,22 +272,30 @@ def control_role(frame: pd.DataFrame) -> str:
     return "cnn_control" if (frame["role"] == "cnn_control").any() else "cnn"
 
 
-def paired_seeds(frame: pd.DataFrame, role: str, against: str = "control", metric: str = "test_acc") -> pd.DataFrame:
-    """Seed-by-seed final ``metric`` of ``role`` (a branch: ``efcn``, ``elcn``) and of its
-    baseline ``against`` in the same group and, for a branch baseline, at the same switch time.
+def paired_seeds(frame: pd.DataFrame, role: str, against: str = "control", metric: str = "test_acc",
+                 window=None, provenance: pd.DataFrame | None = None,
+                 diverged_as: float | None = None) -> pd.DataFrame:
+    """Seed-by-seed read-out of ``metric`` (:func:`readout` over ``window``) of ``role`` (a
+    branch: ``efcn``, ``elcn``) and of its baseline ``against`` in the same group and, for a
+    branch baseline, at the same switch time.
 
     ``against``: ``"control"`` (``cnn_control`` when present, else the trunk ``cnn``),
     ``"cnn"`` (the trunk, trained at constant settings for the whole budget),
     ``"cnn_control"``, ``"fcn"`` or ``"lcn"`` (trained from scratch: one per group, the same
     for every switch time).  One row per (configuration, switch time, seed): ``value``,
-    ``baseline``, ``diff = value - baseline``, ``diverged`` (either run diverged) and
-    ``against`` (the role actually used).
+    ``baseline``, ``diff = value - baseline`` (NaN when either run diverged), the last-epoch
+    values ``last``, ``baseline_last`` and ``last_diff``, ``diverged`` (either run diverged)
+    and ``against`` (the role actually used).  ``provenance`` adds the branches of diverged
+    trunks (diverged, no value); ``diverged_as`` replaces a diverged run's read-out (the
+    sensitivity analysis: chance accuracy).
     """
     base_role = control_role(frame) if against == "control" else against
     if base_role not in ("cnn", "cnn_control", "fcn", "lcn", "efcn", "elcn"):
         raise ValueError(f"against={against!r}: use control, cnn, cnn_control, fcn or lcn.")
-    ends = final(frame, metric)
+    ends = readout(frame, metric, window, provenance)
     ends = ends[ends["layer"].isin(["", "network"])]
+    if diverged_as is not None:
+        ends.loc[ends["diverged"], "readout"] = diverged_as
     mine = ends[ends["role"] == role]
     if mine.empty:
         raise ValueError(f"no {role!r} runs with metric {metric!r} in the frame (roles: "
@@ -165,9 +304,12 @@ def paired_seeds(frame: pd.DataFrame, role: str, against: str = "control", metri
     if base.empty:
         raise ValueError(f"no {base_role!r} runs with metric {metric!r} to compare {role!r} against.")
     on = GROUP_KEYS + (["switch_time"] if base_role in BRANCH_ROLES else [])
-    base = base[on + ["value", "diverged"]].rename(columns={"value": "baseline", "diverged": "baseline_diverged"})
-    out = mine[GROUP_KEYS + ["switch_time", "value", "diverged"]].merge(base, on=on, how="inner")
+    base = base[on + ["readout", "last", "diverged"]].rename(
+        columns={"readout": "baseline", "last": "baseline_last", "diverged": "baseline_diverged"})
+    out = mine[GROUP_KEYS + ["switch_time", "readout", "last", "diverged"]].rename(columns={"readout": "value"}) \
+        .merge(base, on=on, how="inner")
     out["diff"] = out["value"] - out["baseline"]
+    out["last_diff"] = out["last"] - out["baseline_last"]
     out["diverged"] = out["diverged"] | out["baseline_diverged"]
     out["against"] = base_role
     return out.drop(columns="baseline_diverged").sort_values(CONFIG_KEYS + ["switch_time", "seed"]) \
@@ -175,25 +317,28 @@ def paired_seeds(frame: pd.DataFrame, role: str, against: str = "control", metri
 
 
 def paired(frame: pd.DataFrame, role: str, against: str = "control", metric: str = "test_acc",
-           level: float = 0.95) -> pd.DataFrame:
-    """The paired difference ``role − against`` of the final ``metric``, per configuration
-    (arch, width, n_train) and switch time: ``mean``, its ``level`` t interval ``lo``/``hi``
-    and ``n`` (pairs in which neither run diverged), ``n_diverged`` (pairs left out because
-    a run diverged), ``role_mean``/``against_mean`` (the two means over the same pairs),
+           level: float = 0.95, window=None, provenance: pd.DataFrame | None = None,
+           diverged_as: float | None = None) -> pd.DataFrame:
+    """The paired difference ``role − against`` of the read-out of ``metric`` (the mean over
+    the evaluations of ``window``, see :func:`readout_epochs`), per configuration (arch,
+    width, n_train) and switch time: ``mean``, ``sd``, its ``level`` t interval ``lo``/``hi``
+    and ``n`` (pairs in which neither run diverged), ``n_diverged`` (pairs left out because a
+    run diverged, or counted at ``diverged_as``), ``last`` (the mean last-epoch difference
+    over the same pairs), ``role_mean``/``against_mean`` (the two means over the same pairs),
     ``against`` (the role used) and the per-seed values ``seeds`` and ``diffs`` (tuples, in
-    seed order, diverged pairs included with their last measured values).  See
-    :func:`paired_seeds` for ``against``.
+    seed order, NaN for a diverged pair).  See :func:`paired_seeds` for the other arguments.
     """
-    seeds = paired_seeds(frame, role, against, metric)
-    out = []
-    for key, g in seeds.groupby(CONFIG_KEYS + ["switch_time"], dropna=False, sort=True):
-        ok = g[~g["diverged"]]
-        mean, lo, hi, n = interval(ok["diff"], level)
-        out.append(dict(zip(CONFIG_KEYS + ["switch_time"], key), mean=mean, lo=lo, hi=hi, n=n,
-                        n_diverged=int(g["diverged"].sum()), role_mean=float(ok["value"].mean()),
-                        against_mean=float(ok["baseline"].mean()), against=g["against"].iloc[0],
-                        seeds=tuple(int(s) for s in g["seed"]), diffs=tuple(float(d) for d in g["diff"])))
-    return pd.DataFrame(out)
+    seeds = paired_seeds(frame, role, against, metric, window, provenance, diverged_as)
+    keys = CONFIG_KEYS + ["switch_time"]
+    out = per_switch_time(seeds, "diff", keys, last="last_diff")
+    out["lo"], out["hi"] = t_interval(out["mean"], out["sd"], out["n"], level)
+    extra = []
+    for _, g in seeds.groupby(keys, dropna=False, sort=True):
+        ok = g[np.isfinite(g["diff"])]
+        extra.append(dict(role_mean=ok["value"].mean(),
+                          against_mean=ok["baseline"].mean(), against=g["against"].iloc[0],
+                          seeds=tuple(int(s) for s in g["seed"]), diffs=tuple(float(d) for d in g["diff"])))
+    return pd.concat([out, pd.DataFrame(extra)], axis=1)
 
 
 # -- provenance -------------------------------------------------------------------------------
@@ -285,7 +430,97 @@ def sizes(arch: str, width: int) -> dict:
     return counts
 
 
-# -- the scorecard ----------------------------------------------------------------------------
+# -- verdicts ---------------------------------------------------------------------------------
+_OTHER_SIDE = {"above": "below", "below": "above"}
+
+
+def _pct(level: float) -> str:
+    """``0.991667`` -> ``"99.17%"``, ``0.95`` -> ``"95%"``."""
+    return f"{level * 100:.2f}".rstrip("0").rstrip(".") + "%"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A pre-registered verdict rule (book/preregistration.md) on a quantity measured over
+    seeds at each tested switch time.
+
+    The claim puts the quantity ``side`` ("above" or "below") of ``threshold``.  It
+    *reproduces* when the interval lies entirely on that side at ``reproduces`` ("all" or
+    "some") of the tested t_w, is *contradicted* when it lies entirely on the other side (the
+    threshold counts as the other side) at ``contradicted`` ("all"/"some") of them, and is
+    *inconclusive* otherwise: symmetric.  Intervals are two-sided Student-t at 1 − ALPHA;
+    for the verdicts named in ``corrected``, Bonferroni-corrected over the m tested t_w
+    (1 − ALPHA/m), as a claim about "some" t_w needs.
+    """
+
+    side: str
+    threshold: float
+    reproduces: str
+    contradicted: str
+    corrected: tuple[str, ...] = ()
+
+    def level(self, verdict: str, m: int) -> float:
+        """The interval level that decides ``verdict`` over ``m`` tested switch times."""
+        return 1 - ALPHA / max(m, 1) if verdict in self.corrected else 1 - ALPHA
+
+    def level_words(self, verdict: str, m: int) -> str:
+        level = self.level(verdict, m)
+        return _pct(level) + (f" (Bonferroni over {m} t_w)" if verdict in self.corrected else "")
+
+    def describe(self, m: int) -> str:
+        """The rule in words, for ``m`` tested switch times."""
+        every = {"all": "every tested t_w", "some": "some tested t_w"}
+        iut = " (intersection-union test: no correction)" if self.reproduces == "all" \
+            and "reproduces" not in self.corrected else ""
+        return (f"Reproduces if the {self.level_words('reproduces', m)} interval lies entirely {self.side} "
+                f"{self.threshold:g} at {every[self.reproduces]}{iut}; contradicted if the "
+                f"{self.level_words('contradicted', m)} interval lies entirely {_OTHER_SIDE[self.side]} "
+                f"{self.threshold:g} (or touches it) at {every[self.contradicted]}; otherwise inconclusive")
+
+
+#: The rules of book/preregistration.md: claim 3 on the eFCN's δ (network), 4 on eFCN − FCN,
+#: 5 on eFCN − CNN at the intermediate t_w, 6 on the string barrier eFCN → FCN (nats).
+RULES = {
+    3: Rule("below", SMALL_DEVIATION, "all", "some", ("contradicted",)),
+    4: Rule("above", 0.0, "all", "some", ("contradicted",)),
+    5: Rule("above", 0.0, "some", "all", ("reproduces", "contradicted")),
+    6: Rule("above", BARRIER, "all", "all"),
+}
+
+
+def _where(times: pd.Series, m: int) -> str:
+    """Which of the ``m`` tested switch times ``times`` are, in words."""
+    if m and len(times) == m:
+        return f"every tested t_w ({m})"
+    if not len(times):
+        return "no tested t_w"
+    return "t_w = " + ", ".join(str(int(t)) for t in times) + f" only ({len(times)} of {m})"
+
+
+def decide(stats: pd.DataFrame, rule: Rule) -> dict:
+    """Apply ``rule`` to ``stats`` (one row per tested switch time: ``switch_time``, ``mean``,
+    ``sd``, ``n``, as :func:`per_switch_time` gives).  Returns ``verdict`` (reproduces /
+    contradicted / inconclusive), ``reason`` (where each interval lies, in words) and
+    ``levels`` (the interval level that decides each verdict)."""
+    m = len(stats)
+    t = rule.threshold
+    found, reasons, levels = {}, [], {}
+    for verdict, side in (("reproduces", rule.side), ("contradicted", _OTHER_SIDE[rule.side])):
+        levels[verdict] = rule.level(verdict, m)
+        lo, hi = t_interval(stats["mean"], stats["sd"], stats["n"], levels[verdict])
+        # The claimed side is strict; the threshold itself belongs to the other side (NaN: neither).
+        on = (lo > t if verdict == "reproduces" else lo >= t) if side == "above" else \
+            (hi < t if verdict == "reproduces" else hi <= t)
+        found[verdict] = m > 0 and bool(on.all() if getattr(rule, verdict) == "all" else on.any())
+        reasons.append(f"the {_pct(levels[verdict])} interval lies {side} {t:g} at "
+                       f"{_where(stats['switch_time'][on], m)}")
+    if (stats["n"] < 2).any():
+        reasons.append("no interval (fewer than 2 seeds) at t_w = "
+                       + ", ".join(str(int(x)) for x in stats.loc[stats["n"] < 2, "switch_time"]))
+    verdict = "contradicted" if found["contradicted"] else "reproduces" if found["reproduces"] else "inconclusive"
+    return dict(verdict=verdict, reason="; ".join(reasons), levels=levels)
+
+
 def _fmt(x: float, digits: int = 3) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:+.{digits}f}"
 
@@ -294,209 +529,235 @@ def _ci(lo: float, hi: float, digits: int = 3) -> str:
     return "n/a (n < 2)" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
-def _status(mean: float, lo: float, n_diverged: int) -> str:
-    """One switch time of a claim that a quantity is > 0: "yes" if its interval is above 0
-    (and no pair diverged), "no" if its mean is ≤ 0, "undetermined" without a mean (every pair
-    diverged), else "partly"."""
-    if not np.isfinite(mean):
-        return "undetermined"
-    if mean <= 0:
-        return "no"
-    return "yes" if np.isfinite(lo) and lo > 0 and not n_diverged else "partly"
+def _per_tw(stats: pd.DataFrame, texts: Iterable[str]) -> str:
+    return "; ".join(f"t_w={int(t)}: {x}" for t, x in zip(stats["switch_time"], texts))
 
 
-def _aggregate(statuses: Iterable[str], quantifier: str) -> str:
-    """The verdict of a claim "for all t_w" or "for some t_w" from its per-t_w statuses."""
-    s = list(statuses)
-    if quantifier == "all":
-        if "no" in s or all(x == "undetermined" for x in s):
-            return "no"
-        return "yes" if all(x == "yes" for x in s) else "partly"
-    return "yes" if "yes" in s else "partly" if "partly" in s else "no"
+def sampled_verdict(stats: pd.DataFrame, rule: Rule, quantity: str) -> dict:
+    """The scorecard fields of a claim that ``rule`` decides from ``stats`` (one row per tested
+    switch time, :func:`per_switch_time`'s columns, ``last`` optional): ``test`` (the rule in
+    words), ``estimate`` (mean per t_w, last-epoch mean beside it), ``interval`` (per t_w, at
+    each level the rule uses), ``n`` (the fewest seeds at any t_w), ``detectable`` (per t_w,
+    the smallest true effect the seeds detect with 80% power at the level that decides
+    "reproduces"), ``verdict`` and ``reason``."""
+    m = len(stats)
+    decision = decide(stats, rule)
+    levels = decision["levels"]
+    estimate = _per_tw(stats, [_fmt(r.mean) + (f" (last epoch {_fmt(r.last)})" if "last" in stats else "")
+                               + (f", {r.n_diverged} diverged" if r.n_diverged else "")
+                               for r in stats.itertuples()])
+    intervals = []
+    for level in sorted(set(levels.values())):
+        lo, hi = t_interval(stats["mean"], stats["sd"], stats["n"], level)
+        intervals.append(f"{_pct(level)}: " + _per_tw(stats, [_ci(a, b) for a, b in zip(lo, hi)]))
+    level = levels["reproduces"]
+    effect = detectable(stats["sd"], stats["n"], 1 - level)
+    return dict(test=f"{quantity}, at each tested t_w. " + rule.describe(m), estimate=estimate,
+                interval=" · ".join(intervals), n=int(stats["n"].min()) if m else 0,
+                detectable=_per_tw(stats, ["n/a" if not np.isfinite(e) else f"{e:.3f}" for e in effect])
+                + f" (80% power, two-sided {_pct(1 - level)} level"
+                + (f", Bonferroni over {m} t_w)" if "reproduces" in rule.corrected else ")"),
+                verdict=decision["verdict"], reason=decision["reason"])
 
 
-def _pick(rows: pd.DataFrame, largest: bool) -> pd.Series:
-    """The row with the largest (smallest) finite mean; the first row if no mean is finite."""
-    finite = rows[np.isfinite(rows["mean"].astype(float))]
-    if finite.empty:
-        return rows.iloc[0]
-    return finite.loc[finite["mean"].idxmax() if largest else finite["mean"].idxmin()]
+def _sensitivity(stats: pd.DataFrame, rule: Rule, diverged: int, chance: float) -> str:
+    """The sensitivity line: the verdict again with the diverged runs at chance accuracy."""
+    if not diverged:
+        return "no run diverged: nothing to recount"
+    again = decide(stats, rule)
+    return (f"{diverged} pair(s) with a diverged run, counted at chance ({chance:.3f}): {again['verdict']} "
+            f"({again['reason']})")
 
 
-DIVERGED_RULE = ("a t_w with a diverged run is at best partly; one where every pair diverged is undetermined "
-                 "(undetermined everywhere: no)")
+def not_measured(why: str, verdict: str = "not measured") -> dict:
+    """The scorecard fields of a claim this profile has no data for (never a verdict)."""
+    return dict(test="", estimate=why, interval="", n=None, detectable="", verdict=verdict, reason=why,
+                sensitivity="")
 
 
-def _tw_list(rows: pd.DataFrame, digits: int = 3) -> str:
-    return "; ".join(f"t_w={int(r.switch_time)}: {_fmt(r.mean, digits)} {_ci(r.lo, r.hi, digits)}"
-                     + (f" ({r.n_diverged} diverged)" if r.n_diverged else "") for r in rows.itertuples())
+# -- the scorecard ----------------------------------------------------------------------------
+def _window_words(epochs: list[int], metric: str) -> str:
+    span = f"epoch {epochs[0]}" if len(epochs) == 1 else f"epochs {epochs[0]}-{epochs[-1]}"
+    return f"read-out = mean {metric} over the evaluations at {span}"
 
 
-def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, level: float = 0.95,
-           metric: str = "test_acc") -> pd.DataFrame:
+def deviation_claim(frame: pd.DataFrame, provenance: pd.DataFrame | None, window) -> dict:
+    """Claim 3 from the eFCN's read-out of δ (whole network, dimensionless)."""
+    dev = readout(frame, "delta", window, provenance)
+    dev = dev[dev["layer"].isin(["network", ""])]
+    efcn = dev[dev["role"] == "efcn"]
+    if not efcn["evals"].any():
+        return not_measured("no deviation measured (deviation=False, or no eFCN)")
+    stats = per_switch_time(efcn, "readout", last="last")
+    quantity = (f"δ of the whole eFCN ({_window_words(readout_epochs(window, frame), 'δ')}); small = below "
+                f"{SMALL_DEVIATION} (the part of the weights outside the CNN subspace under half their norm)")
+    out = sampled_verdict(stats, RULES[3], quantity)
+    diverged = int(stats["n_diverged"].sum())
+    out["sensitivity"] = (f"diverged runs have no δ: {diverged} left out" if diverged
+                          else "no run diverged: nothing to recount")
+    fcn = spread(dev.loc[dev["role"] == "fcn", "readout"])
+    out["note"] = f"the FCN from scratch: δ {fcn[0]:.3f} (n = {fcn[2]})" if fcn[2] else ""
+    return out
+
+
+def accuracy_claim(frame: pd.DataFrame, provenance: pd.DataFrame | None, window, claim: int, metric: str,
+                   chance: float) -> dict:
+    """Claim 4 (eFCN − FCN at every t_w) or 5 (eFCN − CNN at the intermediate t_w: 0 < t_w <
+    the grid's last), from the paired read-out of ``metric``; a diverged pair is left out,
+    then counted at ``chance`` in the sensitivity line."""
+    against = "fcn" if claim == 4 else "control"
+    try:
+        primary = paired(frame, "efcn", against, metric, window=window, provenance=provenance)
+        recount = paired(frame, "efcn", against, metric, window=window, provenance=provenance, diverged_as=chance)
+    except ValueError as err:
+        return not_measured(f"not measured in this profile ({err})")
+    base = primary["against"].iloc[0]
+    if claim == 5:  # intermediate: neither the untrained CNN nor the last switch time
+        inner = (primary["switch_time"] > 0) & (primary["switch_time"] < primary["switch_time"].max())
+        if not inner.any():
+            return not_measured("not measured in this profile: no intermediate t_w (0 < t_w < "
+                                f"{int(primary['switch_time'].max())}) in the grid")
+        primary, recount = primary[inner].reset_index(drop=True), recount[inner].reset_index(drop=True)
+    name = {"fcn": "the FCN from scratch", "cnn": "the trunk CNN (same checkpoint, same settings)",
+            "cnn_control": "the controlled CNN (same checkpoint, same change of learning rate)"}[base]
+    quantity = (f"paired difference eFCN − {name}, {_window_words(readout_epochs(window, frame), metric)}, "
+                "diverged pairs left out")
+    out = sampled_verdict(primary, RULES[claim], quantity)
+    out["sensitivity"] = _sensitivity(recount, RULES[claim], int(primary["n_diverged"].sum()), chance)
+    return out
+
+
+def landscape_claim(landscape: pd.DataFrame | None, cfg: Mapping) -> dict:
+    """Claim 6 from the landscape measurements (columns ``seed``, ``switch_time``, ``path``
+    "cnn-efcn"/"efcn-fcn", ``method`` "linear"/"string", ``barrier`` in nats of training
+    loss): the string barrier eFCN → FCN is tested, the others described in ``note``."""
+    if landscape is None or landscape.empty:
+        return not_measured("not measured in this profile (no landscape measurements in the store)")
+    rows = landscape[select(landscape, cfg)] if set(CONFIG_KEYS) <= set(landscape.columns) else landscape
+    by = ["switch_time"]
+    tested = rows[(rows["path"] == "efcn-fcn") & (rows["method"] == "string")]
+    if tested.empty:
+        return not_measured("not measured in this profile (no string path eFCN → FCN in the landscape data)")
+    out = sampled_verdict(per_switch_time(tested, "barrier", by), RULES[6],
+                          "barrier (largest excess of the training loss over the chord, nats) along the string "
+                          "path eFCN (final) → FCN (final); a barrier separates two basins")
+    out["sensitivity"] = "not applicable: barriers are measured between finished runs"
+    described = []
+    for (path, method), g in rows.drop(tested.index).groupby(["path", "method"], sort=True):
+        stats = per_switch_time(g, "barrier", by)
+        lo, hi = t_interval(stats["mean"], stats["sd"], stats["n"])
+        described.append(f"{method} {path} barrier (95%): "
+                         + _per_tw(stats, [f"{_fmt(a)} {_ci(b, c)}" for a, b, c in zip(stats["mean"], lo, hi)]))
+    out["note"] = "described, not tested: " + "; ".join(described) if described else ""
+    return out
+
+
+def exactness_claim(cfg: Mapping) -> dict:
+    """Claim 1, computed in float64 on this machine (no training)."""
+    err = exactness(cfg["arch"], int(cfg["width"]))
+    rel = max(err["fc_rel"], err["lc_rel"])
+    return dict(test="computed: reproduces if the eFCN's and eLCN's logits equal the CNN's to a relative 1e-12 in "
+                     "float64 (rounding, not approximation); else contradicted",
+                estimate=f"max relative error of the logits: eFCN {err['fc_rel']:.1e}, eLCN {err['lc_rel']:.1e}",
+                interval="deterministic (8 random inputs)", n=None, detectable="", sensitivity="",
+                verdict="reproduces" if rel < 1e-12 else "contradicted",
+                reason=f"largest relative error {rel:.1e} {'<' if rel < 1e-12 else '≥'} 1e-12")
+
+
+def size_claim(cfg: Mapping) -> dict:
+    """Claim 7, counted at the swept width and at the paper's (64) on the meta device."""
+    here, paper = sizes(cfg["arch"], int(cfg["width"])), sizes(cfg["arch"], 64)
+    ratio, ratio64 = here["efcn"] / here["cnn"], paper["efcn"] / paper["cnn"]
+    dense = paper["elcn"] / paper["efcn"]  # the eFCN's non-zeros at embedding are the eLCN's weights
+    holds = ratio64 >= LARGE and dense <= SPARSE
+    return dict(test=f"computed at the paper's width 64: reproduces if the eFCN has at least {LARGE:g}× the CNN's "
+                     f"parameters and at most {SPARSE:.0%} of them non-zero at embedding (our reading of \"very "
+                     "large\" and \"highly sparse\": the abstract gives no number); else contradicted",
+                estimate=f"eFCN / CNN parameters: {ratio:,.1f}× at w{cfg['width']} ({here['efcn']:,} / "
+                         f"{here['cnn']:,}); {ratio64:,.1f}× at width 64 ({paper['efcn']:,} / {paper['cnn']:,}), "
+                         f"of which at most {dense:.1%} non-zero at embedding (the eLCN's {paper['elcn']:,} weights)",
+                interval="deterministic", n=None, detectable="", sensitivity="",
+                verdict="reproduces" if holds else "contradicted",
+                reason=f"{ratio64:,.1f}× {'≥' if ratio64 >= LARGE else '<'} {LARGE:g}×, {dense:.1%} "
+                       f"{'≤' if dense <= SPARSE else '>'} {SPARSE:.0%} non-zero")
+
+
+#: The scorecard's columns (see :func:`claims`).
+COLUMNS = ["claim", "configuration", "abstract", "reading", "test", "estimate", "interval", "n", "detectable",
+           "verdict", "reason", "sensitivity", "note", "page", "profile", "data", "hardware", "wall_time"]
+
+
+def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: str = "test_acc",
+           landscape: pd.DataFrame | None = None) -> pd.DataFrame:
     """The scorecard: one row per claim of paper.md §1 and per configuration (arch, width,
-    n_train) of the sweep, with the paper's wording (``paper``), our measurement
-    (``measured``: a number, then per switch time where it depends on t_w), its ``interval``
-    (``level``, t over seeds, paired by seed), ``n`` (seeds), ``reproduces`` (yes / partly /
-    no / not tested) and the ``rule`` that decided it, a ``note`` (for claims 4 and 5: the
-    trunk CNN's own accuracy against chance, since a CNN that learned nothing makes the
-    comparison empty), and the provenance of the number: ``profile``, ``data``,
-    ``hardware`` and ``wall_time`` (seconds of the runs used).
+    n_train), decided by the pre-registered rules (book/preregistration.md, :data:`RULES`).
 
-    Claims 1 and 7 are computed from needle_core directly (no training); 3, 4 and 5 from the
-    sweep's final values, switch time by switch time (a switch time with a diverged run is at
-    best "partly"; see :data:`DIVERGED_RULE`); 2 (the protocol) and 6 (an interpretation) are
-    listed as not tested.  ``config`` is the sweep's config (profile, data set, classes).
+    Columns: ``abstract`` (the abstract's words, :data:`ABSTRACT`), ``reading`` (paper.md
+    §1's reading, :data:`READING`), ``test`` (the rule in words), ``estimate`` (per switch
+    time: the mean read-out, the last-epoch mean beside it), ``interval`` (per switch time,
+    at the levels the rule uses), ``n`` (seeds: the fewest at any t_w), ``detectable`` (the
+    smallest true effect the seeds detect with 80% power), ``verdict`` (:data:`VERDICTS`),
+    ``reason`` (where the intervals lie), ``sensitivity`` (the verdict with diverged runs at
+    chance accuracy), ``note`` (a description beside the test: the trunk CNN against chance,
+    the FCN's δ, the barriers not tested), ``page`` (the book page behind the number) and
+    the provenance: ``profile``, ``data``, ``hardware``, ``wall_time`` (seconds).
+
+    ``config`` is the sweep's config (the read-out window, the number of classes; without it
+    the pre-registered fraction of the frame's last epoch and 10 classes); ``landscape``
+    the landscape measurements (claim 6 is "not measured" without them).
     """
     import time
 
-    pct = f"{level:.0%}"
-    info = describe(provenance, config)
-    rows = []
-
-    def runs_of(cfg, roles):
-        return provenance[select(provenance, cfg) & provenance["role"].isin(roles)]
-
-    def add(claim, cfg, measured, interval_, n, verdict, rule, wall, hardware=None, profile=None, data=None,
-            note=""):
-        rows.append(dict(claim=claim, paper=PAPER_CLAIMS[claim], configuration=label(cfg), measured=measured,
-                         interval=interval_, n=n, reproduces=verdict, rule=rule, note=note,
-                         profile=profile or info["profile"], data=data or info["data"],
-                         hardware=hardware or info["hardware"], wall_time=wall))
-
     from .plots import hardware as this_machine
 
+    info = describe(provenance, config)
     cfg_dict = _config_dict(config)
-    classes = {"cifar100": 100}.get(cfg_dict.get("dataset"), 10) if cfg_dict else None
-
-    def learned(cfg) -> str:
-        """Whether the CNN learned anything: without that, claims 4 and 5 say nothing."""
-        ends = final(frame[select(frame, cfg)], metric)
-        mean, lo, hi, n = interval(ends.loc[(ends["role"] == "cnn") & ~ends["diverged"], "value"], level)
-        if classes is None or not np.isfinite(mean):
-            return ""
-        chance = 1 / classes
-        text = f"the trunk CNN's final {metric}: {mean:.3f} {_ci(lo, hi).replace('+', '')} (chance {chance:.3f})"
-        if not (lo > chance if np.isfinite(lo) else mean > chance + 0.05):
-            text += ": not clearly above chance, so this comparison says nothing about the paper's claim"
-        return text
-
+    window = readout_epochs(config, frame)
+    chance = 1 / {"cifar100": 100}.get(cfg_dict.get("dataset"), 10)
+    rows = []
     for cfg in configurations(frame):
-        # 1: exactness, from needle_core (no training, this machine, float64).
+        sel, prov = frame[select(frame, cfg)], provenance[select(provenance, cfg)]
+
+        def wall(roles):
+            return float(prov.loc[prov["role"].isin(roles), "wall_time_s"].sum())
+
         start = time.perf_counter()
-        err = exactness(cfg["arch"], int(cfg["width"]))
-        rel = max(err["fc_rel"], err["lc_rel"])
-        add(1, cfg, f"max relative error of the logits, float64: eFCN {err['fc_rel']:.1e}, eLCN {err['lc_rel']:.1e}",
-            "deterministic (8 random inputs)", None, "yes" if rel < 1e-12 else "no",
-            "yes if the eFCN's and eLCN's logits equal the CNN's to a relative 1e-12 in float64 (rounding, "
-            "not approximation)", time.perf_counter() - start, hardware=this_machine(),
-            profile="none (nothing trained)", data=f"{cfg['arch']} w{cfg['width']}, random init and inputs")
-
-        # 2: the protocol is how the sweep runs, not a result.
-        add(2, cfg, "implemented by the sweep (needle_core.run): branches switched at "
-            + ", ".join(map(str, sorted(frame.loc[frame["switch_time"].notna(), "switch_time"].unique().astype(int)))),
-            "", None, "not tested", "a protocol, not a measurable claim", 0.0)
-
-        # 3: deviation at the end of training, whole network, every switch time.
-        deltas = final(frame[select(frame, cfg)], "delta")
-        deltas = deltas[deltas["layer"] == "network"]
-        dev = deltas[deltas["role"] == "efcn"]
-        if dev.empty:
-            add(3, cfg, "no deviation measured (deviation=False or no eFCN)", "", 0, "not tested", "", 0.0)
-        else:
-            per_tw = []
-            for t, g in dev.groupby("switch_time", sort=True):
-                ok = g[~g["diverged"]]
-                mean, lo, hi, n = interval(ok["value"], level)
-                per_tw.append(dict(switch_time=t, mean=mean, lo=lo, hi=hi, n=n, n_diverged=int(g["diverged"].sum())))
-            per_tw = pd.DataFrame(per_tw)
-            fcn_dev = deltas[deltas["role"] == "fcn"]
-            worst = _pick(per_tw, largest=True)
-            statuses = [_status(SMALL_DEVIATION - r.mean, SMALL_DEVIATION - r.hi, r.n_diverged)
-                        for r in per_tw.itertuples()]
-            verdict = _aggregate(statuses, "all")
-            measured = (f"final δ (network) of the eFCN, largest over t_w: {worst['mean']:.3f} at t_w="
-                        f"{int(worst['switch_time'])}; per t_w: "
-                        + "; ".join(f"t_w={int(r.switch_time)}: {r.mean:.3f}"
-                                    + (f" ({r.n_diverged} diverged)" if r.n_diverged else "")
-                                    for r in per_tw.itertuples())
-                        + (f"; FCN from scratch: {fcn_dev['value'].mean():.3f}" if len(fcn_dev) else ""))
-            add(3, cfg, measured, f"{pct} CI at t_w={int(worst['switch_time'])}: "
-                + (f"[{worst['lo']:.3f}, {worst['hi']:.3f}]" if np.isfinite(worst["hi"]) else "n/a (n < 2)"),
-                int(per_tw["n"].min()), verdict,
-                f"small = δ < {SMALL_DEVIATION} (off-subspace norm under half the weights' norm; dead weights "
-                "excluded). "
-                f"yes: the {pct} upper bound is below it at every t_w; no: the mean reaches it at some t_w; "
-                f"else partly; {DIVERGED_RULE}", float(runs_of(cfg, ["efcn"])["wall_time_s"].sum()))
-
-        # 4: eFCN − FCN, paired by seed, every switch time.
-        try:
-            vs_fcn = paired(frame[select(frame, cfg)], "efcn", "fcn", metric, level)
-        except ValueError as err:
-            add(4, cfg, str(err), "", 0, "not tested", "", 0.0)
-        else:
-            verdict = _aggregate([_status(r.mean, r.lo, r.n_diverged) for r in vs_fcn.itertuples()], "all")
-            worst = _pick(vs_fcn, largest=False)
-            add(4, cfg, f"eFCN − FCN, final {metric}, smallest over t_w: {_fmt(worst['mean'])} at t_w="
-                f"{int(worst['switch_time'])}; per t_w: {_tw_list(vs_fcn)}",
-                f"{pct} CI at t_w={int(worst['switch_time'])}: {_ci(worst['lo'], worst['hi'])}",
-                int(vs_fcn["n"].min()), verdict,
-                f"paired by seed, diverged pairs counted and left out. yes: the {pct} CI is above 0 at every t_w; "
-                f"no: the mean difference is ≤ 0 at some t_w; else partly; {DIVERGED_RULE}",
-                float(runs_of(cfg, ["efcn", "fcn"])["wall_time_s"].sum()), note=learned(cfg))
-
-        # 5: eFCN − control CNN, some intermediate switch time.
-        try:
-            vs_cnn = paired(frame[select(frame, cfg)], "efcn", "control", metric, level)
-        except ValueError as err:
-            add(5, cfg, str(err), "", 0, "not tested", "", 0.0)
-        else:
-            control = vs_cnn["against"].iloc[0]
-            inner = vs_cnn[vs_cnn["switch_time"] > 0]
-            if inner.empty:
-                add(5, cfg, "no switch time > 0 in the sweep", "", 0, "not tested", "", 0.0)
-            else:
-                best = _pick(inner, largest=True)
-                verdict = _aggregate([_status(r.mean, r.lo, r.n_diverged) for r in inner.itertuples()], "some")
-                ends = vs_cnn.iloc[[0, -1]]["mean"]
-                shape = ("inverted U (the peak is above both ends of the t_w grid)"
-                         if len(vs_cnn) >= 3 and best["mean"] > ends.max()
-                         and best["switch_time"] not in (vs_cnn["switch_time"].iloc[0], vs_cnn["switch_time"].iloc[-1])
-                         else "no inverted U")
-                name = {"cnn_control": "the controlled CNN (same checkpoint, same lr change)",
-                        "cnn": "the trunk CNN (same checkpoint, same settings: the switch changes nothing "
-                               "else)"}[control]
-                add(5, cfg, f"eFCN − {'controlled ' if control == 'cnn_control' else ''}CNN, final {metric}, "
-                    f"largest over t_w > 0: {_fmt(best['mean'])} at t_w="
-                    f"{int(best['switch_time'])}; per t_w: {_tw_list(vs_cnn)}; {shape}",
-                    f"{pct} CI at t_w={int(best['switch_time'])}: {_ci(best['lo'], best['hi'])}",
-                    int(inner["n"].min()), verdict,
-                    f"against {name}, paired by seed. yes: the {pct} CI is above 0 at some t_w > 0; "
-                    "partly: the mean is > 0 at some t_w > 0 but no CI is above 0; no: the mean is ≤ 0 (or "
-                    f"undetermined) at every t_w > 0; {DIVERGED_RULE}",
-                    float(runs_of(cfg, ["efcn", control])["wall_time_s"].sum()), note=learned(cfg))
-
-        # 6: an interpretation (needs the landscape / interpolation study).
-        add(6, cfg, "not measured here (interpolation between solutions, needle_core.interpolate)", "", None,
-            "not tested", "an interpretation; no number in this sweep tests it", 0.0)
-
-        # 7: size at embedding, from needle_core, at the swept width and at the paper's (64).
+        computed = dict(hardware=this_machine(), profile="none (nothing trained)")
+        one = exactness_claim(cfg)
+        rows.append(dict(one, claim=1, wall_time=time.perf_counter() - start, **computed,
+                         data=f"{cfg['arch']} w{cfg['width']}, random init and inputs"))
+        grid = ", ".join(map(str, sorted(sel.loc[sel["switch_time"].notna(), "switch_time"].unique().astype(int))))
+        rows.append(dict(not_measured(f"implemented by the sweep (needle_core.run): branches switched at {grid}",
+                                      "not a claim"), claim=2, test="a protocol, not a measurable claim",
+                         wall_time=wall(["cnn"])))
+        rows.append(dict(deviation_claim(sel, prov, window), claim=3, wall_time=wall(["efcn"])))
+        note = _learned(sel, window, metric, chance)
+        for claim in (4, 5):
+            rows.append(dict(accuracy_claim(sel, prov, window, claim, metric, chance), claim=claim, note=note,
+                             wall_time=wall(["efcn", "fcn" if claim == 4 else control_role(sel)])))
+        rows.append(dict(landscape_claim(landscape, cfg), claim=6, wall_time=0.0))
         start = time.perf_counter()
-        here = sizes(cfg["arch"], int(cfg["width"]))
-        paper = sizes(cfg["arch"], 64)
-        ratio, ratio64 = here["efcn"] / here["cnn"], paper["efcn"] / paper["cnn"]
-        dense = paper["elcn"] / paper["efcn"]  # the eFCN's non-zeros at embedding are the eLCN's weights
-        verdict = "yes" if ratio64 >= 100 and dense < 0.5 else "partly" if ratio64 >= 10 else "no"
-        add(7, cfg, f"eFCN / CNN parameters: {ratio:,.1f}× at w{cfg['width']} ({here['efcn']:,} / {here['cnn']:,}); "
-            f"{ratio64:,.1f}× at the paper's width 64 ({paper['efcn']:,} / {paper['cnn']:,}), of which at most "
-            f"{dense:.1%} non-zero at embedding (the eLCN's {paper['elcn']:,} weights)",
-            "deterministic", None, verdict,
-            "at the paper's width 64. yes: ≥ 100× (\"hundreds of times\") and under half non-zero (sparse); "
-            "partly: ≥ 10×; no: < 10×",
-            time.perf_counter() - start, hardware=this_machine(), profile="none (nothing trained)",
-            data=f"{cfg['arch']}, w{cfg['width']} and w64, counted on the meta device")
-    out = pd.DataFrame(rows, columns=["claim", "paper", "configuration", "measured", "interval", "n", "reproduces",
-                                      "rule", "note", "profile", "data", "hardware", "wall_time"])
+        rows.append(dict(size_claim(cfg), claim=7, wall_time=time.perf_counter() - start, **computed,
+                         data=f"{cfg['arch']}, w{cfg['width']} and w64, counted on the meta device"))
+        for row in rows[-7:]:
+            row.update(configuration=label(cfg), abstract=ABSTRACT[row["claim"]], reading=READING[row["claim"]],
+                       page=PAGES[row["claim"]])
+            for key in ("profile", "data", "hardware"):
+                row.setdefault(key, info[key])
+    out = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    out["note"] = out["note"].fillna("")
     out["n"] = out["n"].astype("Int64")
     return out
 
+
+def _learned(frame: pd.DataFrame, window, metric: str, chance: float) -> str:
+    """Whether the trunk CNN learned anything (its read-out against chance): without that,
+    claims 4 and 5 say nothing about the paper."""
+    cnn = readout(frame, metric, window)
+    mean, lo, hi, n = interval(cnn.loc[cnn["role"] == "cnn", "readout"])
+    if not np.isfinite(mean):
+        return ""
+    text = f"the trunk CNN's read-out {metric}: {mean:.3f} {_ci(lo, hi).replace('+', '')} (chance {chance:.3f})"
+    if not (lo > chance if np.isfinite(lo) else mean > chance + 0.05):
+        text += ": not clearly above chance, so this comparison says nothing about the paper's claim"
+    return text
