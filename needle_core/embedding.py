@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .geometry import conv_geometry, propagate_alive, PAD_MODES
-from .layers import LAYERS, EmbeddedConv
+from .layers import LAYERS, EmbeddedConv, EmbeddingError
 
 #: Conv-like layers that are linear maps too but not (yet) supported: refused by name.
 UNSUPPORTED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -26,10 +26,6 @@ PADS = {  # padding layers whose output liveness we can follow: class -> F.pad m
     nn.ReplicationPad1d: "replicate", nn.ReplicationPad2d: "replicate",
     nn.CircularPad1d: "circular", nn.CircularPad2d: "circular",
 }
-
-
-class EmbeddingError(ValueError):
-    """A model, or part of it, cannot be embedded; the message names the module and the fix."""
 
 
 def embedded_layers(model: nn.Module) -> Iterator[tuple[str, EmbeddedConv]]:
@@ -173,7 +169,7 @@ def embed(model: nn.Module, input_shape: tuple[int, ...], kind: str = "fc") -> n
         geometry = conv_geometry(module, in_hw, upstream)
         if min(geometry.out_hw) < 1:
             raise EmbeddingError(f"module '{old_paths[id(module)][0]}': input {in_hw} is smaller than the kernel.")
-        layer = LAYERS[kind].from_conv(module, geometry)
+        layer = LAYERS[kind].from_conv(module, geometry, old_paths[id(module)][0])
         for path in old_paths[id(module)]:
             new = _replace(new, path, layer)
     return new
