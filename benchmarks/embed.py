@@ -4,7 +4,10 @@ Side by side, interleaved in one run on the CPU, for VanillaCNN (ch=64) and Alex
 3x32x32 inputs:
 
 * ``needle_core.embed(model, (3, 32, 32), "fc")``: the band-view embedding (one strided copy
-  per layer, no loop over positions);
+  per layer, no loop over positions), *with its proof*: the probe, the embedded model run
+  on 2 random inputs and compared with the CNN layer by layer;
+* ``proof forward``: that last forward alone (the eFCN on 2 inputs, no gradients): what
+  the proof adds to the embedding;
 * ``loop (o,i,j)``: the authors' scheme (``cnn2fc`` in sdascoli/anarchitectural-search): a
   zero dense matrix, then one slice assignment per output neuron ``(o, i, j)`` writing
   ``w[o]`` into the row's receptive field ``[:, i*s:i*s+k, j*s:j*s+k]``;
@@ -18,7 +21,11 @@ Then ``needle_core.deviation`` on AlexNet's eFCN, and the peak resident memory o
 AlexNet (measured in a fresh subprocess from ``/proc/self/status`` VmHWM, minus the VmRSS
 right before embedding), against the eFCN's own size.
 
-Targets: embed <= 2x floor; deviation <= 1 s; peak memory <= 2x the eFCN.  The exit code is
+Last, the eLCN forward of torchvision's ResNet-18 (3x32x32, batch 4, no gradients), its dense
+matrix rebuilt on every forward as before (``as_strided_scatter`` into fresh zeros) against
+the matrix cached per version of the weight, with the eFCN's forward for reference.
+
+Targets: embed (with its proof) <= 2x floor; deviation <= 1 s; peak memory <= 2x the eFCN.  The exit code is
 always 0; each target prints PASS or FAIL.  Timings on a shared machine are noisy: every
 variant is repeated, variants are interleaved, and the table shows medians (and minima).
 """
@@ -33,13 +40,14 @@ import statistics
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import torch
 from torch import nn
 
 import needle_core as nc
 from needle_core.embedding import _replace, embedded_layers
-from needle_core.layers import FCConv
+from needle_core.layers import FCConv, LCConv
 
 INPUT_SHAPE = (3, 32, 32)
 MODELS = {"VanillaCNN": nc.vanilla_cnn, "AlexNet": nc.alexnet}
@@ -89,6 +97,12 @@ def dense_shapes(model: nn.Module) -> list[tuple[int, int]]:
     """(out_features, in_features) of every weight matrix of the eFCN (FCConv and Linear)."""
     efcn = nc.embed(model, INPUT_SHAPE, "fc")
     return [tuple(m.weight.shape) for m in efcn.modules() if isinstance(m, (FCConv, nn.Linear))]
+
+
+@torch.no_grad()
+def proof_forward(efcn: nn.Module) -> torch.Tensor:
+    """The forward the proof adds to embed: the eFCN on 2 random inputs."""
+    return efcn(torch.randn(2, *INPUT_SHAPE))
 
 
 def floor(shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
@@ -149,6 +163,47 @@ def measure_memory() -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# -- the eLCN forward: matrix rebuilt every call (before) or cached (after) -------------------------
+
+def rebuilt_matrix(layer: LCConv) -> torch.Tensor:
+    """``LCConv``'s matrix as the forward built it before the cache, on every call."""
+    g = layer.geometry
+    return torch.as_strided_scatter(layer.weight.new_zeros(g.out_features, g.in_features),
+                                    layer.weight.view(g.band_shape), g.band_shape, g.band_strides())
+
+
+def elcn_forwards(reps: int, clock) -> dict[str, list[float]]:
+    """Seconds per forward of ResNet-18's eLCN (batch 4, no gradients): rebuilt, cached
+    (after one warm-up call that builds the cache), and the eFCN's."""
+    import torchvision
+
+    torch.manual_seed(0)
+    cnn = torchvision.models.resnet18(num_classes=10).eval()
+    shape = (3, 32, 32)
+    elcn, efcn = nc.embed(cnn, shape, "lc"), nc.embed(cnn, shape, "fc")
+    x = torch.randn(4, *shape)
+    with torch.no_grad():
+        ref = cnn(x)
+        elcn(x)  # builds the cache
+        variants = {
+            "eLCN, matrix rebuilt per forward (before)": lambda: _rebuilt(elcn, x),
+            "eLCN, matrix cached (after)": lambda: elcn(x),
+            "eFCN": lambda: efcn(x),
+        }
+        for name, fn in variants.items():  # every variant computes the CNN
+            assert float((fn() - ref).abs().max()) <= 1e-3 * float(ref.abs().max()), name
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(reps):
+            for name, fn in variants.items():
+                times[name].append(timed(fn, clock))
+    return times
+
+
+def _rebuilt(elcn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with mock.patch.object(LCConv, "dense_matrix", rebuilt_matrix):
+        return elcn(x)
+
+
 # -- main ----------------------------------------------------------------------------------------
 
 def verdict(ok: bool) -> str:
@@ -166,6 +221,8 @@ def main() -> None:
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall (default) or cpu: process CPU time, steadier on a shared machine")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--elcn-reps", type=int, default=3,
+                        help="repetitions of the ResNet-18 eLCN forwards (default 3; 0 skips them)")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -178,9 +235,11 @@ def main() -> None:
     models = {name: make() for name, make in MODELS.items()}
     geoms = {name: geometries(m) for name, m in models.items()}
     shapes = {name: dense_shapes(m) for name, m in models.items()}
+    efcns = {name: nc.embed(m, INPUT_SHAPE, "fc") for name, m in models.items()}
     methods = {
         "floor (zeros + fill_)": lambda name: floor(shapes[name]),
         "needle_core.embed": lambda name: nc.embed(models[name], INPUT_SHAPE, "fc"),
+        "proof forward": lambda name: proof_forward(efcns[name]),
         "loop (i,j)": lambda name: loop_embed(models[name], geoms[name], per_channel=False),
         "loop (o,i,j)": lambda name: loop_embed(models[name], geoms[name], per_channel=True),
         "loop (o,i,j) + nn.Linear": lambda name: loop_embed(models[name], geoms[name], True, via_linear=True),
@@ -206,9 +265,10 @@ def main() -> None:
                 times[(name, m)].append(timed(lambda: methods[m](name), clock, check))
             del ref
         dev_times.append(timed(lambda: nc.deviation(efcn), clock))
-    del efcn
+    del efcn, efcns
     gc.collect()
     mem = measure_memory()
+    elcn = elcn_forwards(args.elcn_reps, clock) if args.elcn_reps else {}
 
     # -- report --
     def med(n, m):
@@ -239,8 +299,14 @@ def main() -> None:
                   f"time / embed's: {med(n, m) / med(n, 'needle_core.embed'):.2f}x")
     print()
     ok = all(med(n, "needle_core.embed") <= 2 * med(n, fl) for n in names)
-    print(f"[{verdict(ok)}] embed <= 2x floor: " + ", ".join(
+    print(f"[{verdict(ok)}] embed (with its proof) <= 2x floor: " + ", ".join(
         f"{n} {med(n, 'needle_core.embed') / med(n, fl):.2f}x" for n in names))
+    print("the proof's forward / embed: " + ", ".join(
+        f"{n} {med(n, 'proof forward') / med(n, 'needle_core.embed'):.2f}x" for n in names))
+    if args.loop_reps:
+        authors = "loop (o,i,j) + nn.Linear"
+        print("embed (with its proof) / the authors' cnn2fc (loop (o,i,j) + nn.Linear): " + ", ".join(
+            f"{n} {med(n, 'needle_core.embed') / med(n, authors):.2f}x" for n in names))
     dev = statistics.median(dev_times)
     print(f"[{verdict(dev <= 1.0)}] deviation(AlexNet eFCN) <= 1 s ({args.clock} time): median {dev:.3f} s (min {min(dev_times):.3f} s)")
     efcn_bytes = mem["n_params"] * mem["bytes_per_param"]
@@ -249,6 +315,15 @@ def main() -> None:
     print(f"[{verdict(peak <= 2 * efcn_bytes)}] peak memory while embedding AlexNet <= 2x eFCN: "
           f"peak {peak / 1e9:.3f} GB (kept {kept / 1e9:.3f} GB) / eFCN {efcn_bytes / 1e9:.3f} GB "
           f"({mem['n_params']:,} float32) = {peak / efcn_bytes:.2f}x")
+    if elcn:
+        print()
+        print(f"ResNet-18 (torchvision, 3x32x32), forward of batch 4 without gradients, {args.clock} time, "
+              f"median (min) of {args.elcn_reps}:")
+        before, after = (statistics.median(v) for v in list(elcn.values())[:2])
+        for name, t in elcn.items():
+            print(f"  {name:<44}{statistics.median(t):>8.3f} s ({min(t):.3f})")
+        print(f"  cache gain: {before / after:.1f}x; cached eLCN / eFCN: "
+              f"{after / statistics.median(elcn['eFCN']):.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,35 +1,70 @@
 """``embed``: a CNN becomes its equivalent FCN (eFCN) or locally connected net (eLCN);
 ``to_cnn``: the way back.
 
-Any module tree works (residual connections included): one probe forward records the input
-size of every convolution and which of its input positions are padding zeros, then each
-conv module is swapped for its embedded layer.  Everything else is kept as it is.
+Any module tree works (residual connections included): a probe forward
+(:mod:`needle_core.probe`) records the input size of every convolution and which of its
+input positions are padding zeros, then each conv module is swapped for its embedded layer.
+Everything else is kept as it is.
+
+``embed`` is never silently wrong; it returns a model only after proving it:
+
+* **What is embedded.** ``nn.Conv1d``/``nn.Conv2d`` modules, and subclasses that keep their
+  ``forward`` and ``_conv_forward``.  Refused by name, before the model runs: conv
+  subclasses with their own forward, weights that are not a plain ``Parameter``
+  (parametrizations, ``spectral_norm``, ``weight_norm``), quantisation wrappers and
+  observers, scripted or compiled models, ``Conv3d`` and transposed convs, already embedded
+  models.  Refused by the probe: convolutions that are not conv modules (``F.conv2d`` on a
+  parameter, ``F.unfold`` + matmul, ``conv.forward(x)``) and conv modules called from
+  outside the module tree (a plain list, a stored bound method).
+* **The proof.** The embedded model is run on the same random inputs of ``input_shape`` as
+  the model (2 of them, from a fixed-seed local generator: the global RNG is not touched):
+  every embedded layer must be called and agree with its conv, no conv may still be called,
+  and the outputs must agree, to a tolerance by dtype (:data:`TOLERANCE`).
+* **The input model is never modified**: it runs in eval mode without gradients, and its
+  training flags, buffers and the global RNG are restored.
+* **Hooks** (forward and backward) of a conv are carried over to its embedded layer, which
+  receives and returns the same tensors; the proof catches a hook that depends on the conv
+  itself.  State-dict hooks on a conv are refused.
+* ``requires_grad`` of each conv parameter is kept (a frozen conv gives a frozen layer).
+* **Tied weights are refused**: two conv modules sharing a ``Parameter`` would need one
+  decision about which copies of which matrix stay tied.  One conv module called twice is
+  one shared embedded layer, and stays shared.
+* **Dead weights** are those that provably read a padding zero: internal zero padding, or a
+  zero-padding layer whose output reaches the conv unchanged (no in-place op in between).
+* Embedded layers refuse inputs of any other size than the one they were embedded for.
 """
 from __future__ import annotations
 
 import copy
+import math
+import operator
+import sys
 import warnings
 from typing import Iterator
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.utils._pytree import tree_flatten
 
-from .geometry import conv_geometry, propagate_alive, PAD_MODES
-from .layers import LAYERS, EmbeddedConv
+from .geometry import conv_geometry
+from .layers import LAYERS, EmbeddedConv, EmbeddingError
+from .probe import CONVS, Probe, probe, spatial
+
+__all__ = ["EmbeddingError", "embed", "embedded_layers", "to_cnn", "TOLERANCE"]
 
 #: Conv-like layers that are linear maps too but not (yet) supported: refused by name.
 UNSUPPORTED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-CONVS = (nn.Conv1d, nn.Conv2d)
-PADS = {  # padding layers whose output liveness we can follow: class -> F.pad mode
-    nn.ConstantPad1d: "constant", nn.ConstantPad2d: "constant", nn.ZeroPad1d: "constant", nn.ZeroPad2d: "constant",
-    nn.ReflectionPad1d: "reflect", nn.ReflectionPad2d: "reflect",
-    nn.ReplicationPad1d: "replicate", nn.ReplicationPad2d: "replicate",
-    nn.CircularPad1d: "circular", nn.CircularPad2d: "circular",
-}
-
-
-class EmbeddingError(ValueError):
-    """A model, or part of it, cannot be embedded; the message names the module and the fix."""
+#: Where quantisation modules live: a fake-quantised or quantised conv is another function.
+QUANTISATION = ("torch.ao.", "torch.nn.qat", "torch.nn.quantized", "torch.nn.intrinsic")
+#: Largest relative difference (to the largest output) the proof accepts, by dtype.
+TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
+CHECK_BATCH = 2  # random inputs the proof runs: enough to mix samples, cheap on a 46M-weight eFCN
+FORWARD_HOOKS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks", "_forward_hooks_with_kwargs",
+                 "_forward_hooks_always_called")
+HOOKS = FORWARD_HOOKS + ("_backward_pre_hooks", "_backward_hooks", "_is_full_backward_hook")
+STATE_DICT_HOOKS = ("_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
+                    "_load_state_dict_post_hooks")
 
 
 def embedded_layers(model: nn.Module) -> Iterator[tuple[str, EmbeddedConv]]:
@@ -56,96 +91,234 @@ def _replace(root: nn.Module, path: str, new: nn.Module) -> nn.Module:
     return root
 
 
-def _spatial(shape: torch.Size, dim: int) -> tuple[int, int]:
-    return (1, shape[-1]) if dim == 1 else (shape[-2], shape[-1])
+def _named(path: str, module: nn.Module) -> str:
+    return f"module '{path or '<root>'}' ({type(module).__name__})"
 
 
-def _probe(model: nn.Module, input_shape: tuple[int, ...]) -> dict[int, tuple]:
-    """Run ``model`` once on zeros of ``(1, *input_shape)``; for each conv module called,
-    return ``(in_hw, upstream_alive)``: its input's spatial size and which positions are
-    padding zeros put there by padding layers right before it."""
-    paths = _paths(model)
-    for name, module in model.named_modules():
-        if isinstance(module, UNSUPPORTED):
+def _carry(source: nn.Module, target: nn.Module) -> None:
+    """Give ``target`` the forward and backward hooks of ``source`` (they see the same
+    input and output tensors), its training flag and the ``requires_grad`` of its parameters."""
+    target.train(source.training)
+    for attr in HOOKS:
+        setattr(target, attr, getattr(source, attr))
+    for name, param in target.named_parameters(recurse=False):
+        param.requires_grad_(getattr(source, name).requires_grad)
+
+
+# -- refused before the model runs -----------------------------------------------------------
+
+def _refusal(module: nn.Module) -> str | None:
+    """Why ``module`` cannot be part of a model to embed (and what to do), or None."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return ("is scripted: scripted models cannot be embedded. Embed the Python nn.Module before "
+                "torch.jit.script or torch.jit.trace (a scripted model's convs are not nn.Conv2d modules).")
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # loaded if anything was ever compiled
+    if eval_frame is not None and isinstance(module, eval_frame.OptimizedModule):
+        return ("is a torch.compile wrapper, whose forward does not run its modules' hooks: embed `model._orig_mod`, "
+                "the module it compiled, then compile the embedded model if you want it compiled.")
+    if isinstance(module, EmbeddedConv):
+        return (f"is already embedded (kind '{module.kind}'). To embed it with another kind, go back first: "
+                "embed(needle_core.to_cnn(model), input_shape, kind).")
+    quantisation = (torch.ao.quantization.ObserverBase, torch.ao.quantization.FakeQuantizeBase)
+    if type(module).__module__.startswith(QUANTISATION) or isinstance(module, quantisation):
+        return ("is a quantisation module (observer, fake-quant, QAT or quantised layer): a (fake-)quantised conv "
+                "is not the linear map of its float weights, and running it would update its observers. Embed the "
+                "float model, before torch.ao.quantization.prepare/prepare_qat/convert.")
+    if isinstance(module, UNSUPPORTED):
+        return ("only Conv1d and Conv2d are supported. Replace it by a Conv1d/Conv2d, or embed a sub-module that "
+                "does not contain it.")
+    if not isinstance(module, CONVS):
+        return None
+    base = nn.Conv1d if isinstance(module, nn.Conv1d) else nn.Conv2d
+    if parametrize.is_parametrized(module):
+        return (f"has parametrizations ({', '.join(module.parametrizations)}): the embedded layer would freeze one "
+                "value of them. Remove them first (torch.nn.utils.parametrize.remove_parametrizations(module, "
+                "'weight')), or embed a sub-module without it.")
+    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in module.parameters()):
+        return "is a lazy conv that was never run: run the model once on a batch before embedding it."
+    if not isinstance(module._parameters.get("weight"), nn.Parameter):
+        return ("has a weight that is not a Parameter but computed before each forward (torch.nn.utils.spectral_norm "
+                "or weight_norm): the embedded layer would freeze one value of it. Remove the reparametrisation "
+                "(torch.nn.utils.remove_spectral_norm / remove_weight_norm) first.")
+    overrides = [m for m in ("forward", "_conv_forward") if getattr(type(module), m) is not getattr(base, m)]
+    if overrides:
+        return (f"overrides {' and '.join(overrides)}: it may compute something else than nn.{base.__name__} does "
+                f"with its weight (weight standardisation, padding in forward, quantisation), which embed cannot "
+                f"know. Replace it by an nn.{base.__name__} holding the weight its forward uses (with explicit "
+                f"padding layers), or embed a sub-module without it.")
+    if any(getattr(module, attr) for attr in STATE_DICT_HOOKS):
+        return (f"has state-dict hooks: they expect a {type(module).__name__}'s state, not an embedded layer's. "
+                "Remove them, or embed a sub-module without it.")
+    return None
+
+
+def _refuse(model: nn.Module) -> None:
+    """Raise :class:`EmbeddingError` for the first module of ``model`` that cannot be embedded,
+    and for conv parameters shared between modules; before anything of the model runs."""
+    owners: dict[int, list[tuple[str, nn.Module, str]]] = {}
+    for path, module in model.named_modules():
+        reason = _refusal(module)
+        if reason is not None:
+            raise EmbeddingError(f"{_named(path, module)} cannot be embedded: it {reason}")
+        for name, p in module._parameters.items():
+            if p is not None:
+                owners.setdefault(id(p), []).append((path, module, name))
+    for shared in owners.values():
+        convs = [(path, m, name) for path, m, name in shared if isinstance(m, CONVS)]
+        if len(shared) > 1 and convs:
+            path, m, name = convs[0]
+            others = ", ".join(f"'{p}.{n}'" for p, _, n in shared if p != path)
             raise EmbeddingError(
-                f"module '{name}' ({type(module).__name__}) cannot be embedded: only Conv1d and Conv2d are supported. "
-                "Replace it by a Conv1d/Conv2d, or embed a sub-module that does not contain it.")
-        if isinstance(module, CONVS) and any(isinstance(p, nn.parameter.UninitializedParameter) for p in module.parameters()):
-            raise EmbeddingError(f"module '{name}' ({type(module).__name__}) is a lazy conv that was never run: "
-                                 "run the model once on a batch before embedding it.")
-    seen: dict[int, tuple] = {}
-    alive_of: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(tensor) -> (tensor, live mask)
+                f"{_named(path, m)} cannot be embedded: its {name} is the same Parameter as {others}. Embedding frees "
+                "every copy of a weight, so a tie between two modules cannot be kept. Call one conv module twice "
+                "instead (it is embedded as one shared layer), or untie them: "
+                f"other.{name} = nn.Parameter(conv.{name}.detach().clone()).")
 
-    def pad_hook(module, inputs, output):
-        mode = PADS[type(module)]
-        if mode == "constant" and getattr(module, "value", 0) != 0:
-            return  # a non-zero constant is an input like any other: it trains
-        x = inputs[0]
-        if x.dim() not in (3, 4) or (x.dim() == 3 and len(module.padding) == 4):
-            return  # not a batched map, or a 2-d pad that pads the channels too: left as live
-        dim = 1 if x.dim() == 3 else 2  # the map's dims, not the pad's: a 1-d pad also pads (N, C, H, W)
-        before = alive_of.get(id(x), (None, torch.ones(_spatial(x.shape, dim), dtype=torch.bool)))[1]
-        pad = tuple(module.padding) + ((0, 0) if len(module.padding) == 2 else ())
-        if min(pad) < 0:
-            return  # negative padding crops: leave liveness unknown (treated as live)
-        alive_of[id(output)] = (output, propagate_alive(before, pad, mode))
 
-    def conv_hook(module, inputs):
-        x = inputs[0]
-        dim = 1 if isinstance(module, nn.Conv1d) else 2
-        if x.dim() != dim + 2:
-            raise EmbeddingError(
-                f"module '{paths[id(module)][0]}' ({type(module).__name__}) received an input of shape {tuple(x.shape)}; "
-                f"embedding needs batched inputs (N, C{', L' if dim == 1 else ', H, W'}). Check input_shape.")
-        in_hw = _spatial(x.shape, dim)
-        upstream = alive_of.get(id(x), (None, None))[1]
-        if id(module) in seen:
-            before_hw, before = seen[id(module)]
-            if before_hw != in_hw:
-                raise EmbeddingError(
-                    f"module '{paths[id(module)][0]}' ({type(module).__name__}) is called on inputs of sizes "
-                    f"{before_hw} and {in_hw}: one FC layer cannot represent both. Use a separate conv per call.")
-            # a shared conv: a position is dead only if it is a padding zero on every call
-            upstream = None if before is None or upstream is None else before | upstream.reshape(before.shape)
-        seen[id(module)] = (in_hw, upstream)
-
-    running: list[nn.Module] = []  # modules whose forward has started and not returned
-
-    def enter_hook(module, inputs):
-        running.append(module)
-
-    def leave_hook(module, inputs, output):
-        running.pop()
-
-    handles = [m.register_forward_hook(pad_hook) for m in model.modules() if type(m) in PADS]
-    handles += [m.register_forward_pre_hook(conv_hook) for m in model.modules() if isinstance(m, CONVS)]
-    handles += [m.register_forward_pre_hook(enter_hook) for m in model.modules()]
-    handles += [m.register_forward_hook(leave_hook) for m in model.modules()]
-    training = {m: m.training for m in model.modules()}
-    param = next(model.parameters(), None)
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.get_default_dtype()
-    device = param.device if param is not None else "cpu"
+def _input_shape(input_shape) -> tuple[int, ...]:
+    """``input_shape`` as a tuple of positive ints; anything else raises (no truncation)."""
     try:
-        model.eval()  # batch norm cannot run train-mode statistics on a batch of one
-        with torch.no_grad():
-            model(torch.zeros((1, *input_shape), dtype=dtype, device=device))
-    except EmbeddingError:
-        raise
-    except Exception as err:  # the model's own error, re-raised with what to check
-        where = ""
-        if running:  # the innermost module still running is the one that failed
-            failed = running[-1]
-            where = f" in module '{paths[id(failed)][0] or '<root>'}' ({type(failed).__name__})"
+        shape = tuple(operator.index(s) for s in input_shape)
+    except TypeError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise EmbeddingError(f"input_shape={input_shape!r} must be a sequence of positive ints: one input without "
+                             "the batch dimension, e.g. (3, 32, 32) for CIFAR-10.")
+    return shape
+
+
+def _check_input(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
+    """The proof's inputs ``(CHECK_BATCH, *input_shape)`` in the model's dtype and device,
+    drawn from a fixed-seed local generator (never the global RNG: runs stay bit-identical)."""
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    dtype = param.dtype if param is not None else torch.get_default_dtype()
+    device = param.device if param is not None else torch.device("cpu")
+    generator = torch.Generator(device=device).manual_seed(0)
+    return torch.randn((CHECK_BATCH, *input_shape), generator=generator, dtype=dtype, device=device)
+
+
+def _failure(run: Probe, what: str, x: torch.Tensor, hint: str) -> EmbeddingError:
+    path, module = run.failed_in
+    where = f" in {_named(path, module)}" if module is not None else ""
+    return EmbeddingError(f"{what} forward failed{where} on an input of shape ({', '.join(map(str, x.shape))}): "
+                          f"{type(run.error).__name__}: {run.error}. {hint}")
+
+
+def _probe_model(model: nn.Module, x: torch.Tensor, paths: dict[int, list[str]]) -> Probe:
+    """The probe of the model to embed, with everything it must refuse raised."""
+    run = probe(model, x, {id(m) for m in model.modules() if isinstance(m, CONVS)}, paths)
+    if run.stray:
+        module, caller = run.stray[0]
         raise EmbeddingError(
-            f"the model's forward failed{where} on an input of shape (1, {', '.join(map(str, input_shape))}): "
-            f"{type(err).__name__}: {err}. input_shape is one example without the batch dimension, "
-            "e.g. (3, 32, 32) for CIFAR-10.") from err
-    finally:
-        for h in handles:
-            h.remove()
-        for m, mode in training.items():
-            m.train(mode)
-    return seen
+            f"a {type(module).__name__} called by {_named(*caller)} is not a registered submodule (it is held in a "
+            "plain list or dict, or another object): embed cannot see it, so it would stay a conv. Register it "
+            "(nn.ModuleList, nn.ModuleDict, or an attribute of an nn.Module).")
+    if run.functional:
+        op, caller = run.functional[0]
+        raise EmbeddingError(
+            f"{_named(*caller)} computes a convolution with {op} outside a conv module (F.conv2d on a parameter, "
+            "F.unfold + matmul, or calling conv.forward(x) directly): embed only replaces conv modules, so this one "
+            "would stay a conv. Make it an nn.Conv1d/nn.Conv2d submodule called as self.conv(x).")
+    if run.error is not None:
+        raise _failure(run, "the model's", x, "input_shape is one example without the batch dimension, e.g. "
+                                             "(3, 32, 32) for CIFAR-10.") from run.error
+    for module in run.order:
+        dim = 1 if isinstance(module, nn.Conv1d) else 2
+        calls = run.calls[id(module)]
+        bad = next((c.shape for c in calls if len(c.shape) != dim + 2), None)
+        if bad is not None:
+            raise EmbeddingError(
+                f"{_named(paths[id(module)][0], module)} received an input of shape {bad}; embedding needs batched "
+                f"inputs (N, C{', L' if dim == 1 else ', H, W'}). Check input_shape.")
+        first = spatial(calls[0].shape)
+        other = next((spatial(c.shape) for c in calls if spatial(c.shape) != first), None)
+        if other is not None:
+            raise EmbeddingError(
+                f"{_named(paths[id(module)][0], module)} is called on inputs of sizes {first} and {other}: one FC "
+                "layer cannot represent both. Use a separate conv per call.")
+    return run
+
+
+def _upstream_alive(calls) -> torch.Tensor | None:
+    """Live positions of a conv's input over all its calls: a position is dead only if it
+    is a padding zero on every call (a shared conv may read padding on one path only)."""
+    alive = calls[0].alive
+    for call in calls[1:]:
+        alive = None if alive is None or call.alive is None else alive | call.alive
+    return alive
+
+
+def _relative_error(got, ref) -> float:
+    """Largest difference between two (nests of) tensors, relative to the largest value of
+    ``ref``; infinite when their structures, shapes or non-float values differ."""
+    got, got_spec = tree_flatten(got)
+    ref, ref_spec = tree_flatten(ref)
+    if got_spec != ref_spec:
+        return math.inf
+    worst = 0.0
+    for g, r in zip(got, ref):
+        if not (torch.is_tensor(g) and torch.is_tensor(r)) or g.shape != r.shape or not r.is_floating_point():
+            if not (torch.equal(g, r) if torch.is_tensor(g) and torch.is_tensor(r) else g == r):
+                return math.inf
+            continue
+        if r.numel() == 0:
+            continue
+        g, r = g.double(), r.double()
+        diff = (g - r).abs().masked_fill(g.isnan() & r.isnan(), 0.0)  # NaN on both sides agrees
+        scale = float(r.nan_to_num(0.0, 0.0, 0.0).abs().max())
+        err = float(diff.max()) / max(scale, torch.finfo(torch.float64).tiny)
+        worst = max(worst, err if not math.isnan(err) else math.inf)  # NaN on one side only
+    return worst
+
+
+def _disagreement(got, ref, dtype: torch.dtype) -> str | None:
+    """How ``got`` differs from ``ref`` beyond the tolerance for ``dtype``, or None."""
+    err, tol = _relative_error(got, ref), TOLERANCE.get(dtype, 1e-2)
+    return f"by {err:.2g} (relative to the largest output; tolerance {tol:.0g} in {dtype})" if err > tol else None
+
+
+def _prove(model: nn.Module, new: nn.Module, x: torch.Tensor, before: Probe, paths: dict[int, list[str]],
+           layer_of: dict[int, EmbeddedConv], stale: dict[int, nn.Module]) -> None:
+    """Run ``new`` on the probe's inputs and raise :class:`EmbeddingError` unless it
+    computes what ``model`` did (see the module docstring).  ``layer_of``: id of each conv
+    of ``model`` -> its embedded layer; ``stale``: id of each conv's copy in ``new`` -> the conv."""
+    after = probe(new, x, {id(layer) for layer in layer_of.values()}, _paths(new))
+    if after.stray:
+        conv = stale[id(after.stray[0][0])]
+        raise EmbeddingError(
+            f"{_named(paths[id(conv)][0], conv)} is still called by the embedded model's forward: forward reaches it "
+            "through a reference outside the module tree (a plain list or dict, a stored bound method such as "
+            "self.f = self.conv), so its embedded layer would never be used or trained. Call it as a registered "
+            "submodule (self.conv(x), nn.ModuleList, nn.ModuleDict).")
+    if after.error is not None:
+        raise _failure(after, "the embedded model's", x, "The model's own forward ran on the same input, so it "
+                       "depends on its convs other than through calling them (their attributes, their type), or a "
+                       "hook carried over to an embedded layer reads the conv itself.") from after.error
+    for conv in before.order:
+        path, calls, got = paths[id(conv)][0], before.calls[id(conv)], after.calls.get(id(layer_of[id(conv)]), [])
+        if len(got) != len(calls):
+            raise EmbeddingError(
+                f"{_named(path, conv)} is called {len(calls)} time(s) by the model's forward, its embedded layer "
+                f"{len(got)} time(s) by the embedded model's: forward does not reach the layer that replaced the conv "
+                "(a stored reference to the conv, or a branch on the conv's type). Call it as a registered "
+                "submodule, self.conv(x).")
+        for ref, call in zip(calls, got):
+            how = _disagreement(call.output, ref.output, x.dtype)
+            if how is not None:
+                hooks = [getattr(h, "__name__", repr(h)) for attr in FORWARD_HOOKS
+                         for h in getattr(conv, attr).values() if callable(h)]
+                raise EmbeddingError(
+                    f"{_named(path, conv)}: its embedded layer's output differs from the conv's {how} on random "
+                    "inputs of input_shape." + (f" Its hooks, carried over to the embedded layer, may read the conv "
+                                                f"itself (weight, padding): {', '.join(hooks)}. Remove them before "
+                                                "embedding." if hooks else ""))
+    how = _disagreement(after.output, before.output, x.dtype)
+    if how is not None:
+        raise EmbeddingError(
+            f"{_named('', model)}: the embedded model's output differs from the model's {how} although every "
+            "embedded layer agrees with its conv: the model's forward depends on its convs other than through "
+            "calling them (it reads a conv's weight or attributes, or checks its type). Embed a sub-module whose "
+            "forward only calls its convs.")
 
 
 def embed(model: nn.Module, input_shape: tuple[int, ...], kind: str = "fc") -> nn.Module:
@@ -154,35 +327,53 @@ def embed(model: nn.Module, input_shape: tuple[int, ...], kind: str = "fc") -> n
 
     ``input_shape`` is one input without the batch dimension, e.g. ``(3, 32, 32)``: the
     dense matrix of a conv depends on the size of the map it is applied to.  ``model`` is
-    not modified.  Raises :class:`EmbeddingError` for anything that cannot be embedded.
+    not modified.  The result is proved equal to ``model`` on random inputs before it is
+    returned (see the module docstring); anything that cannot be embedded, or that would
+    not be exact, raises :class:`EmbeddingError` naming the module and the fix.
     """
     if kind not in LAYERS:
-        raise ValueError(f"kind={kind!r} is not an embedding: use 'fc' (eFCN) or 'lc' (eLCN).")
-    input_shape = tuple(int(s) for s in input_shape)
-    seen = _probe(model, input_shape)
-    new = copy.deepcopy(model)  # same tree, so the original's paths address the copy too
-    old_paths = _paths(model)
+        raise EmbeddingError(f"kind={kind!r} is not an embedding: use 'fc' (eFCN) or 'lc' (eLCN).")
+    input_shape = _input_shape(input_shape)
+    _refuse(model)
+    paths = _paths(model)
+    x = _check_input(model, input_shape)
+    before = _probe_model(model, x, paths)
+    memo: dict[int, object] = {}
+    new = copy.deepcopy(model, memo)  # same tree, so the original's paths address the copy too
+    layer_of: dict[int, EmbeddedConv] = {}
     for module in model.modules():
         if not isinstance(module, CONVS):
             continue
-        if id(module) not in seen:
-            warnings.warn(f"conv '{old_paths[id(module)][0]}' is never called by forward on input_shape "
+        if id(module) not in before.calls:
+            warnings.warn(f"conv '{paths[id(module)][0]}' is never called by forward on input_shape "
                           f"{input_shape}: left as a conv.", stacklevel=2)
             continue
-        in_hw, upstream = seen[id(module)]
-        geometry = conv_geometry(module, in_hw, upstream)
+        calls = before.calls[id(module)]
+        geometry = conv_geometry(module, spatial(calls[0].shape), _upstream_alive(calls))
         if min(geometry.out_hw) < 1:
-            raise EmbeddingError(f"module '{old_paths[id(module)][0]}': input {in_hw} is smaller than the kernel.")
-        layer = LAYERS[kind].from_conv(module, geometry)
-        for path in old_paths[id(module)]:
+            raise EmbeddingError(f"{_named(paths[id(module)][0], module)}: input {geometry.in_hw} is smaller than "
+                                 "the kernel.")
+        layer = LAYERS[kind].from_conv(module, geometry, paths[id(module)][0])
+        _carry(memo[id(module)], layer)
+        layer_of[id(module)] = layer
+        for path in paths[id(module)]:
             new = _replace(new, path, layer)
+    if not layer_of:
+        raise EmbeddingError(f"{_named('', model)} has no Conv1d/Conv2d module called by its forward on input_shape "
+                             f"{input_shape}: there is nothing to embed.")
+    stale = {id(memo[id(conv)]): conv for conv in before.order}
+    _prove(model, new, x, before, paths, layer_of, stale)
+    for layer in layer_of.values():
+        if hasattr(layer, "drop_cache"):
+            layer.drop_cache()  # the proof's eLCN matrices: the returned model holds its weights only
     return new
 
 
 def to_cnn(model: nn.Module) -> nn.Module:
     """Collapse an eFCN or eLCN back into a CNN: each embedded layer becomes a conv of its
     original type whose kernel is the projection of the layer onto the CNN subspace
-    (:func:`needle_core.project`).  ``to_cnn(embed(cnn))`` computes exactly ``cnn``."""
+    (:func:`needle_core.project`), with the layer's hooks and ``requires_grad``.
+    ``to_cnn(embed(cnn))`` computes exactly ``cnn``."""
     from .subspace import kernel_of  # the projection lives with the geometry
 
     new = copy.deepcopy(model)
@@ -194,6 +385,7 @@ def to_cnn(model: nn.Module) -> nn.Module:
             conv.weight.copy_(kernel)
             if conv.bias is not None:
                 conv.bias.copy_(bias)
+        _carry(layer, conv)
         for path in paths[id(layer)]:
             new = _replace(new, path, conv)
     return new

@@ -5,6 +5,9 @@ Both remember the :class:`~needle_core.geometry.ConvGeometry` they came from and
 weights as a *band* ``(G, Og, Ho, Wo, Cg, kh, kw)``: one entry per copy of a kernel weight.
 The subspace code (:mod:`needle_core.subspace`) only ever talks to that interface, so the
 eFCN and the eLCN share one implementation of ``project`` and ``deviation``.
+
+An embedded layer computes its conv on one input size only: it refuses any other with an
+:class:`EmbeddingError` that names it and the size it was embedded for.
 """
 from __future__ import annotations
 
@@ -17,6 +20,11 @@ from torch import nn
 from .geometry import ConvGeometry, as_4d, pad_4d
 
 
+class EmbeddingError(ValueError):
+    """A model, or part of it, cannot be embedded, or an embedded layer gets an input it was
+    not embedded for; the message names the module, its type, the problem and the fix."""
+
+
 class EmbeddedConv(nn.Module):
     """Base class: a convolution written in a bigger weight space.
 
@@ -26,20 +34,21 @@ class EmbeddedConv(nn.Module):
 
     kind: str
 
-    def __init__(self, geometry: ConvGeometry, weight: torch.Tensor, bias: torch.Tensor | None):
+    def __init__(self, geometry: ConvGeometry, weight: torch.Tensor, bias: torch.Tensor | None, path: str = ""):
         super().__init__()
         self.geometry = geometry
+        self.path = path  # where the conv sat in the CNN: error messages name it
         self.weight = nn.Parameter(weight)
         self.bias = None if bias is None else nn.Parameter(bias)
 
     # -- the linear map between kernel space and this layer's space -------------------------
     @classmethod
-    def from_conv(cls, conv: nn.Module, geometry: ConvGeometry) -> "EmbeddedConv":
+    def from_conv(cls, conv: nn.Module, geometry: ConvGeometry, path: str = "") -> "EmbeddedConv":
         """The embedded layer computing exactly ``conv`` on inputs of ``geometry.in_hw``."""
         with torch.no_grad():
             weight = cls.embed_kernel(geometry, conv.weight.detach())
             bias = None if conv.bias is None else cls.embed_bias(geometry, conv.bias.detach())
-        return cls(geometry, weight, bias)
+        return cls(geometry, weight, bias, path)
 
     @classmethod
     def empty_weight(cls, geometry: ConvGeometry, like: torch.Tensor) -> torch.Tensor:
@@ -67,10 +76,10 @@ class EmbeddedConv(nn.Module):
     @torch.no_grad()
     def load_kernel(self, kernel: torch.Tensor, bias: torch.Tensor | None) -> None:
         """Overwrite this layer, in place, with the embedding of ``kernel`` and ``bias``."""
-        self.weight.data.zero_()
-        self.write_band(self.geometry, self.weight.data, kernel)
+        self.weight.zero_()
+        self.write_band(self.geometry, self.weight, kernel)
         if self.bias is not None:
-            self.bias.data.copy_(self.embed_bias(self.geometry, bias))
+            self.bias.copy_(self.embed_bias(self.geometry, bias))
 
     @classmethod
     def embed_bias(cls, geometry: ConvGeometry, bias: torch.Tensor) -> torch.Tensor:
@@ -85,16 +94,18 @@ class EmbeddedConv(nn.Module):
         raise NotImplementedError
 
     # -- views used by the subspace geometry ----------------------------------------------
+    # detach(), not .data: writes through these views bump the weight's version, which is
+    # what tells autograd, and the eLCN's cached matrix, that the weight changed.
     @property
     def band(self) -> torch.Tensor:
-        return self.band_of(self.geometry, self.weight.data)
+        return self.band_of(self.geometry, self.weight.detach())
 
     @property
     def bias_band(self) -> torch.Tensor | None:
         if self.bias is None:
             return None
         g = self.geometry.groups
-        return self.bias.data.view(g, -1, *self.geometry.out_hw)
+        return self.bias.detach().view(g, -1, *self.geometry.out_hw)
 
     def off_band_sq_norm(self, band_copy: torch.Tensor | None = None) -> float:
         """Squared norm of the live weights outside every receptive field (locality part).
@@ -119,9 +130,22 @@ class EmbeddedConv(nn.Module):
                 f"kernel={g.kernel}, stride={g.stride}, dilation={g.dilation}, groups={g.groups}, "
                 f"bias={self.bias is not None}")
 
+    def _check_input(self, x: torch.Tensor) -> None:
+        """Refuse any input but ``(N, C, [H,] W)`` of the size this layer was embedded for:
+        another size with the same number of elements would otherwise go through silently."""
+        g = self.geometry
+        expected = (g.in_channels, g.in_hw[1]) if g.dim == 1 else (g.in_channels, *g.in_hw)
+        if x.dim() != len(expected) + 1 or tuple(x.shape[1:]) != expected:
+            raise EmbeddingError(
+                f"embedded layer '{self.path}' ({type(self).__name__}) was embedded for inputs (N, "
+                f"{', '.join(map(str, expected))}) and received an input of shape {tuple(x.shape)}: its matrix "
+                "computes the conv on that one input size. Embed the CNN again with the input_shape of these "
+                "inputs, or go back to a CNN with needle_core.to_cnn(model).")
+
     def _dense_forward(self, x: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """``x`` ``(N, C, [H,] W)`` through the dense matrix ``(O*Ho*Wo, C*Hp*Wp)`` of the
         padded, flattened map; output ``(N, O, [Ho,] Wo)``."""
+        self._check_input(x)
         n = x.shape[0]
         x = pad_4d(as_4d(x, self.geometry.dim), self.geometry).reshape(n, -1)
         y = F.linear(x, matrix, None if bias is None else bias.reshape(-1)).reshape(n, self.geometry.out_channels,
@@ -169,8 +193,9 @@ class FCConv(EmbeddedConv):
         # Zero the band in place, measure what is left on live columns, put the band back:
         # exact (no cancellation between two big norms) and no full-size temporary.  The
         # band is scattered through the matrix, so reading it is slow: reuse a caller's copy.
+        # Through .data: the weight is the same on return, so autograd must not see a write.
         with torch.no_grad():
-            band = self.band
+            band = self.band_of(self.geometry, self.weight.data)
             saved = band.clone() if band_copy is None else band_copy
             band.zero_()
             try:
@@ -189,10 +214,20 @@ class LCConv(EmbeddedConv):
     """eLCN layer: locality kept, weight sharing untied.
 
     Weight ``(O, Ho, Wo, Cg, kh, kw)`` (one kernel per output position) and bias
-    ``(O, Ho, Wo)``.  Computed by unfolding the padded input into patches.
+    ``(O, Ho, Wo)``.  Computed through the dense matrix ``(O*Ho*Wo, C*Hp*Wp)`` the weights
+    span (zero off the receptive fields).
+
+    Outside training (no gradient to the weight: ``torch.no_grad()``, or a frozen weight)
+    that matrix is cached and rebuilt only when the weight's version changes (an optimiser
+    step, ``load_state_dict``, any in-place write).  A write through ``weight.data`` does not
+    change the version: write under ``torch.no_grad()`` instead.
     """
 
     kind = "lc"
+
+    def __init__(self, geometry, weight, bias, path=""):
+        super().__init__(geometry, weight, bias, path)
+        self._dense: tuple[tuple, torch.Tensor] | None = None  # (weight's identity and version, matrix)
 
     @classmethod
     def empty_weight(cls, geometry, like):
@@ -208,13 +243,36 @@ class LCConv(EmbeddedConv):
         return bias_ohw
 
     def forward(self, x):
-        # Through the dense matrix the weights span (zero off the receptive fields): the
-        # patch-wise product does far fewer FLOPs, but on CPUs its unfold and permutes cost
-        # ~10x more time than one dense matmul at the paper's sizes.
+        # Through the dense matrix: the patch-wise product does far fewer FLOPs, but on CPUs
+        # its unfold and permutes cost ~10x more time than one dense matmul at the paper's sizes.
+        return self._dense_forward(x, self.dense_matrix(), self.bias)
+
+    def dense_matrix(self) -> torch.Tensor:
+        """The eFCN matrix ``(O*Ho*Wo, C*Hp*Wp)`` of this layer: differentiable when autograd
+        needs it, otherwise cached per version of the weight."""
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            self._dense = None  # training: the weight changes every step, and the memory is needed
+            return self._scatter()
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.dtype, w.device)
+        if self._dense is None or self._dense[0] != key:
+            self._dense = None  # freed before its successor is built
+            with torch.no_grad():
+                self._dense = (key, self._scatter())
+        return self._dense[1]
+
+    def drop_cache(self) -> None:
+        """Free the cached dense matrix (it is rebuilt on the next forward that needs it)."""
+        self._dense = None
+
+    def _scatter(self) -> torch.Tensor:
         g = self.geometry
-        dense = torch.as_strided_scatter(self.weight.new_zeros(g.out_features, g.in_features),
-                                         self.weight.view(g.band_shape), g.band_shape, g.band_strides())
-        return self._dense_forward(x, dense, self.bias)
+        dense = self.weight.new_zeros(g.out_features, g.in_features)
+        FCConv.band_of(g, dense).copy_(self.weight.view(g.band_shape))  # autograd: a strided copy back
+        return dense
+
+    def __getstate__(self):  # copies and pickles leave the cache behind
+        return dict(super().__getstate__(), _dense=None)
 
     def reset_parameters(self):
         """PyTorch's default conv initialisation, per position (the eLCN-from-scratch baseline)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import random
+import warnings
 
 import pytest
 import torch
@@ -387,3 +388,356 @@ def test_conv_called_at_two_sizes_is_refused():
 def test_unknown_kind_is_a_value_error():
     with pytest.raises(ValueError, match="xyz"):
         embed(seq(nn.Conv2d(1, 1, 3)), (1, 5, 5), kind="xyz")
+
+
+# --- 6. networks nobody here wrote --------------------------------------------------------
+class AudioNet(nn.Module):
+    """An M5-style raw-audio classifier: strided Conv1d front end, a dilated residual
+    block, a depthwise-separable block, global pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.front = nn.Sequential(nn.Conv1d(1, 8, 16, stride=4), nn.BatchNorm1d(8), nn.ReLU(), nn.MaxPool1d(4))
+        self.res = nn.Sequential(nn.Conv1d(8, 8, 3, padding=2, dilation=2), nn.BatchNorm1d(8), nn.ReLU(),
+                                 nn.Conv1d(8, 8, 3, padding="same", padding_mode="reflect"))
+        self.sep = nn.Sequential(nn.Conv1d(8, 8, 5, groups=8, stride=2, padding=2), nn.Conv1d(8, 12, 1))
+        self.head = nn.Linear(12, 5)
+
+    def forward(self, x):
+        x = self.front(x)
+        x = torch.relu(x + self.res(x))
+        return self.head(self.sep(x).mean(-1))
+
+
+def _torchvision(name: str):
+    from torchvision import models
+    from torchvision.models.densenet import DenseNet
+    from torchvision.models.efficientnet import EfficientNet, _efficientnet_conf
+    from torchvision.models.regnet import BlockParams, RegNet
+    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+    from torchvision.models.shufflenetv2 import ShuffleNetV2
+    from torchvision.models.squeezenet import SqueezeNet
+
+    def efficientnet():
+        setting, last = _efficientnet_conf("efficientnet_b0", width_mult=0.25, depth_mult=0.25)
+        return EfficientNet(setting, 0.2, num_classes=10, last_channel=last)
+
+    return {
+        "resnet": lambda: ResNet(BasicBlock, [1, 1, 1, 1], num_classes=10),
+        "resnext": lambda: ResNet(Bottleneck, [1, 1, 1, 1], num_classes=10, groups=4, width_per_group=4),
+        "mobilenet_v2": lambda: models.mobilenet_v2(width_mult=0.25, num_classes=10),
+        "mobilenet_v3": lambda: models.mobilenet_v3_small(width_mult=0.25, num_classes=10),
+        "shufflenet": lambda: ShuffleNetV2([1, 1, 1], [8, 16, 32, 64, 64], num_classes=10),
+        "squeezenet": lambda: SqueezeNet("1_1", num_classes=10),
+        "densenet": lambda: DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16, bn_size=2, num_classes=10),
+        "efficientnet": efficientnet,
+        "regnet": lambda: RegNet(BlockParams.from_init_params(depth=3, w_0=8, w_a=8.0, w_m=2.0, group_width=4),
+                                 num_classes=10, stem_width=8),
+    }[name]()
+
+
+# small inputs keep every eFCN under ~20M float64 weights
+ARCHITECTURES = {
+    "resnet": (3, 12, 12), "resnext": (3, 8, 8), "mobilenet_v2": (3, 16, 16), "mobilenet_v3": (3, 16, 16),
+    "shufflenet": (3, 16, 16), "squeezenet": (3, 17, 17), "densenet": (3, 16, 16), "efficientnet": (3, 16, 16),
+    "regnet": (3, 16, 16), "audio-conv1d": (1, 256),
+}
+
+
+def build_architecture(name: str) -> nn.Module:
+    torch.manual_seed(3)
+    model = AudioNet() if name == "audio-conv1d" else _torchvision(name)
+    model = model.double()
+    with torch.no_grad():  # non-trivial BN statistics and affine parameters
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_real_architecture_is_exact_and_in_the_cnn_subspace(arch, kind):
+    model, shape = build_architecture(arch), ARCHITECTURES[arch]
+    before = snapshot(model)
+    emb = embed(model, shape, kind)
+    assert_same_snapshot(before, snapshot(model))
+    assert n_convs(emb) == 0 and len(list(embedded_layers(emb))) == n_convs(model)
+
+    x = torch.randn(3, *shape, dtype=torch.float64)
+    with torch.no_grad():
+        ref = model(x)
+        assert rel_err(emb(x), ref) <= 1e-10
+    assert float(needle_core.deviation(emb).delta.abs().max()) == 0.0
+    projected = needle_core.project(emb)
+    assert all(torch.equal(v, projected.state_dict()[k]) for k, v in emb.state_dict().items())
+    back = needle_core.to_cnn(emb)
+    assert back.state_dict().keys() == model.state_dict().keys()
+    assert all(torch.equal(v, back.state_dict()[k]) for k, v in model.state_dict().items())
+    with torch.no_grad():
+        assert rel_err(back(x), ref) <= 1e-12
+
+
+# --- 7. the silent cases of GitHub issue 11: each now raises, or is exact -----------------
+class WSConv2d(nn.Conv2d):
+    """Weight-standardised conv: its forward uses a function of its weight."""
+
+    def forward(self, x):
+        w = self.weight
+        w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)
+        return self._conv_forward(x, w, self.bias)
+
+
+class SamePadConv2d(nn.Conv2d):
+    """TF-style "same" padding applied in _conv_forward."""
+
+    def _conv_forward(self, x, weight, bias):
+        return super()._conv_forward(nn.functional.pad(x, (1, 1, 1, 1)), weight, bias)
+
+
+class TaggedConv2d(nn.Conv2d):
+    """A subclass that only adds an attribute: computes exactly an nn.Conv2d."""
+
+    def __init__(self, *args, tag="x", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tag = tag
+
+
+def _qat_model():
+    import torch.ao.quantization as quant
+
+    model = seq(nn.Conv2d(3, 4, 3), nn.ReLU())
+    model.qconfig = quant.get_default_qat_qconfig("fbgemm")
+    return quant.prepare_qat(model.train())
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: seq(nn.ReLU(), WSConv2d(3, 4, 3)), r"'1' \(WSConv2d\) cannot be embedded: it overrides forward"),
+    (lambda: seq(SamePadConv2d(3, 4, 3)), r"'0' \(SamePadConv2d\) cannot be embedded: it overrides _conv_forward"),
+    (lambda: seq(torch.ao.nn.qat.Conv2d(3, 4, 3, qconfig=torch.ao.quantization.get_default_qat_qconfig("fbgemm"))),
+     r"'0' \(Conv2d\) cannot be embedded: it is a quantisation module"),
+    (_qat_model, r"cannot be embedded: it is a quantisation module"),
+    (lambda: seq(nn.utils.parametrizations.spectral_norm(nn.Conv2d(3, 4, 3))),
+     r"'0' \(ParametrizedConv2d\) cannot be embedded: it has parametrizations \(weight\)"),
+    (lambda: seq(nn.utils.spectral_norm(nn.Conv2d(3, 4, 3))), r"'0' \(Conv2d\) .*weight that is not a Parameter"),
+    (lambda: seq(nn.utils.weight_norm(nn.Conv2d(3, 4, 3))), r"'0' \(Conv2d\) .*weight that is not a Parameter"),
+])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_convs_embed_cannot_see_through_are_refused_before_running(make, match, mode):
+    model = make().train(mode == "train")
+    before = snapshot(model)
+    with pytest.raises(EmbeddingError, match=match):
+        embed(model, (3, 8, 8))
+    assert_same_snapshot(before, snapshot(model))  # observers, power-iteration vectors untouched
+
+
+def test_a_subclass_that_keeps_forward_is_embedded():
+    model = seq(TaggedConv2d(3, 4, 3, padding=1, tag="t")).double()
+    emb = embed(model, (3, 6, 6))
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    assert rel_err(emb(x), model(x)) <= 1e-10
+
+
+def test_conv_hooks_are_carried_over_and_back():
+    model = seq(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3)).double()
+    model[0].register_forward_hook(lambda module, inputs, output: 0.5 * output)  # output scaling
+    model[2].register_forward_pre_hook(lambda module, inputs: (inputs[0] + 1.0,))
+    grads = []
+    model[2].register_full_backward_hook(lambda module, grad_in, grad_out: grads.append(grad_out[0].shape))
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    for net in (embed(model, (3, 6, 6)), needle_core.to_cnn(embed(model, (3, 6, 6), "lc"))):
+        assert rel_err(net(x), model(x)) <= 1e-10
+        net(x).sum().backward()
+    assert grads == [(2, 2, 4, 4)] * 2
+
+
+def test_a_hook_that_reads_the_conv_is_caught_by_the_proof():
+    model = seq(nn.Conv2d(3, 4, 3)).double()
+    model[0].register_forward_hook(lambda module, inputs, output: output * module.weight.abs().mean())
+    with pytest.raises(EmbeddingError, match=r"'0' \(Conv2d\): its embedded layer's output differs .*<lambda>"):
+        embed(model, (3, 6, 6))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_embedded_layer_refuses_inputs_of_another_size(kind):
+    emb = embed(seq(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 10 * 18, 2)), (3, 12, 20), kind)
+    emb(torch.randn(2, 3, 12, 20))
+    for shape in [(2, 3, 20, 12), (2, 3, 16, 16), (3, 12, 20)]:  # same flattened size, another size, unbatched
+        with pytest.raises(EmbeddingError, match=r"'0' \((FC|LC)Conv\) was embedded for inputs \(N, 3, 12, 20\)"):
+            emb(torch.randn(*shape))
+
+
+class ListHeld(nn.Module):
+    def __init__(self, registered: bool):
+        super().__init__()
+        conv = nn.Conv2d(3, 4, 3)
+        if registered:
+            self.conv = conv
+        self.convs = [conv]  # a plain list: not what embed replaces
+
+    def forward(self, x):
+        return self.convs[0](x)
+
+
+class BoundMethod(nn.Module):
+    def __init__(self, method: str):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.apply_conv = getattr(self.conv, method)
+
+    def forward(self, x):
+        return self.apply_conv(x)
+
+
+class FunctionalConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 3, 3, 3))
+
+    def forward(self, x):
+        return nn.functional.conv2d(x, self.weight)
+
+
+class UnfoldMatmul(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.unfold = nn.Unfold(3)
+        self.weight = nn.Parameter(torch.randn(4, 27))
+
+    def forward(self, x):
+        return self.weight @ self.unfold(x)
+
+
+class ReadsConvWeight(nn.Module):
+    """Calls its conv, and also uses its weight: the embedded model computes something else."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        return self.conv(x) * self.conv.weight.abs().mean()
+
+
+class FindsConvsByType(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.ModuleList([nn.Conv2d(3, 4, 3), nn.ReLU()])
+
+    def forward(self, x):
+        for m in self.body:
+            if isinstance(m, nn.Conv2d):
+                x = m(x)
+        return x
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: ListHeld(registered=True), r"'conv' \(Conv2d\) is still called by the embedded model's forward"),
+    (lambda: ListHeld(registered=False), r"a Conv2d called by module '<root>' \(ListHeld\) is not a registered"),
+    (lambda: BoundMethod("__call__"), r"'conv' \(Conv2d\) is still called by the embedded model's forward"),
+    (lambda: BoundMethod("forward"), r"'<root>' \(BoundMethod\) computes a convolution with torch.conv2d"),
+    (FunctionalConv, r"'<root>' \(FunctionalConv\) computes a convolution with torch.conv2d outside a conv module"),
+    (UnfoldMatmul, r"'unfold' \(Unfold\) computes a convolution with torch.nn.functional.unfold"),
+    (lambda: torch.jit.trace(seq(nn.Conv2d(3, 4, 3)), torch.randn(1, 3, 8, 8)),
+     r"\(TopLevelTracedModule\) cannot be embedded: it is scripted: scripted models cannot be embedded"),
+    (lambda: torch.jit.script(seq(nn.Conv2d(3, 4, 3))), r"scripted models cannot be embedded"),
+    (lambda: torch.compile(seq(nn.Conv2d(3, 4, 3))), r"\(OptimizedModule\).*embed `model._orig_mod`"),
+    (ReadsConvWeight, r"'<root>' \(ReadsConvWeight\): the embedded model's output differs .* although every"),
+    (FindsConvsByType, r"'body.0' \(Conv2d\) is called 1 time\(s\) by the model's forward, its embedded layer 0"),
+])
+def test_convs_forward_reaches_another_way_are_refused(make, match):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit deprecation warnings
+        model = make()
+    with pytest.raises(EmbeddingError, match=match):
+        embed(model, (3, 8, 8))
+
+
+@pytest.mark.parametrize("inplace_op", [nn.Hardsigmoid(inplace=True), nn.ReLU(inplace=True)])
+def test_in_place_op_between_padding_and_conv_makes_the_padding_live(inplace_op):
+    model = seq(nn.ZeroPad2d(1), inplace_op, nn.Conv2d(3, 4, 3)).double()
+    emb = embed(model, (3, 6, 6))
+    assert needle_core.deviation(emb).n_dead.tolist() == [0, 0]
+    assert needle_core.deviation(embed(seq(nn.ZeroPad2d(1), nn.Conv2d(3, 4, 3)), (3, 6, 6))).n_dead[0] > 0
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    assert rel_err(emb(x), model(x)) <= 1e-10
+
+
+class CountsCalls(nn.Module):
+    """A module that changes its own state in forward (a buffer counter) and uses the RNG."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        self.calls += 1
+        return self.drop(self.bn(self.conv(x)))
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_embed_changes_neither_the_model_nor_the_global_rng(mode):
+    model = CountsCalls().train(mode == "train")
+    before, rng = snapshot(model), torch.get_rng_state()
+    emb = embed(model, (3, 8, 8), "lc")
+    assert_same_snapshot(before, snapshot(model))
+    assert torch.equal(rng, torch.get_rng_state())
+    assert int(emb.calls) == 0 and all(m.training == (mode == "train") for m in emb.modules())
+
+
+def test_frozen_convs_stay_frozen():
+    model = seq(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3))
+    model[0].requires_grad_(False)
+    model[1].bias.requires_grad_(False)
+    for net in (embed(model, (3, 8, 8)), needle_core.to_cnn(embed(model, (3, 8, 8), "lc"))):
+        assert {n: p.requires_grad for n, p in net.named_parameters()} == {
+            "0.weight": False, "0.bias": False, "1.weight": True, "1.bias": False}
+
+
+def test_tied_conv_weights_are_refused_and_one_shared_conv_stays_shared():
+    a, b = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
+    b.weight = a.weight
+    with pytest.raises(EmbeddingError, match=r"'0' \(Conv2d\) .*its weight is the same Parameter as '1.weight'"):
+        embed(seq(a, b), (3, 6, 6))
+    emb = embed(seq(a, nn.ReLU(), a), (3, 6, 6))
+    assert emb[0] is emb[2]
+
+
+@pytest.mark.parametrize("model, shape, match", [
+    (lambda: embed(seq(nn.Conv2d(3, 4, 3)), (3, 8, 8)), (3, 8, 8), r"'0' \(FCConv\).*already embedded"),
+    (lambda: seq(nn.Flatten(), nn.Linear(12, 2)), (3, 4), r"'<root>' \(Sequential\) has no Conv1d/Conv2d"),
+    (lambda: seq(nn.Conv2d(3, 4, 3)), (3, 8.5, 8), r"input_shape=\(3, 8.5, 8\) must be a sequence of positive ints"),
+    (lambda: seq(nn.Conv2d(3, 4, 3)), (3, 8.0, 8), r"must be a sequence of positive ints"),
+    (lambda: seq(nn.Conv2d(3, 4, 3)), (3, 0, 8), r"must be a sequence of positive ints"),
+    (lambda: seq(nn.Conv2d(3, 4, 3)), 8, r"must be a sequence of positive ints"),
+])
+@pytest.mark.parametrize("kind", KINDS)
+def test_wrong_arguments_raise(model, shape, match, kind):
+    with pytest.raises(EmbeddingError, match=match):
+        embed(model(), shape, kind)
+
+
+# --- 8. the eLCN's cached matrix -----------------------------------------------------------
+def test_elcn_matrix_is_cached_outside_training_and_follows_the_weight():
+    model = seq(nn.Conv2d(3, 4, 3, padding=1)).double()
+    layer = embed(model, (3, 6, 6), "lc")[0]
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        first = layer.dense_matrix()
+        assert layer.dense_matrix() is first  # reused
+        layer.weight.mul_(2.0)  # an in-place write: a new version of the weight
+        assert layer.dense_matrix() is not first
+        with torch.no_grad():
+            model[0].weight.mul_(2.0)
+        assert rel_err(layer(x), model(x)) <= 1e-10
+    assert copy.deepcopy(layer)._dense is None  # copies leave the cache behind
+    out = layer(x)  # with gradients: built for autograd, cache dropped
+    assert out.requires_grad and layer._dense is None
+    out.sum().backward()
+    assert layer.weight.grad is not None
