@@ -42,7 +42,7 @@ from pathlib import Path
 from .config import SweepConfig
 from .run import RunSpec, execute
 from .store import ResultStore
-from .sweep import Executor, Task, local_executor
+from .sweep import Executor, RunsFailed, Task, fatal, local_executor
 
 #: Environment variable a worker reads for its torch thread count (set by :func:`local_cluster`;
 #: ``--set threads=N`` in the config overrides it).
@@ -245,7 +245,7 @@ class DaskExecutor:
                         self.records.append(record)
                         done[run] = record["status"]
                     else:  # errored; its branches err with the same exception
-                        failed[run] = future.exception()
+                        done[run], failed[run] = "failed", future.exception()
                     bar.set_postfix_str(run, refresh=False)
                     bar.update(1)
             finally:
@@ -258,8 +258,9 @@ class DaskExecutor:
                 owned()
         if failed:
             first = next(iter(failed.values()))
-            raise RuntimeError(f"{len(failed)} of {len(todo)} runs failed (the others are in {root}; run the sweep "
-                               f"again to retry the failed ones): " + ", ".join(sorted(failed))) from first
+            if fatal(first):
+                raise first
+            raise RunsFailed(done, failed, root) from first
         return done
 
     def _connect(self, config: SweepConfig):
