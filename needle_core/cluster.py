@@ -12,7 +12,9 @@ the result store (:mod:`needle_core.store`) and ``execute``:
 * ``execute`` is idempotent and resumable, so a task that runs twice (a retry, a task
   recomputed after its worker died, a second sweep over the same store) never duplicates
   or corrupts results: a finished run is skipped, an unfinished one resumes from its last
-  ``resume.pt`` (every ``checkpoint_minutes``).
+  ``resume.pt`` (every ``checkpoint_minutes``), and a run that another process trains now
+  is waited for under its lock (the kernel drops the lock of a worker that dies), then
+  found finished.  The sweep's process holds the store's lock meanwhile.
 
 A worker that dies mid-run (kill -9, out of memory, a pre-empted node) takes its task with
 it; the scheduler gives the task to another worker, where it resumes from the checkpoint
