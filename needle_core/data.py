@@ -35,7 +35,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .io import DiskFull, atomic_torch_save, leftovers
+from .io import atomic_torch_save, disk_full, leftovers
 from .lock import FileLock
 
 CIFAR10_NORMALISATION = ((0.491, 0.482, 0.447), (0.247, 0.243, 0.262))
@@ -368,7 +368,7 @@ def _extract(archive: Path, target: Path) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(error, OSError) and error.errno == errno.ENOSPC:
                 with tarfile.open(archive, "r:gz") as tar:
-                    raise DiskFull(target, sum(member.size for member in tar)) from None
+                    raise disk_full(target, sum(member.size for member in tar)) from None
             # A failed rename onto a target that now exists: another process extracted it first.
             if not (isinstance(error, OSError) and target.exists()):
                 raise

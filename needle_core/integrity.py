@@ -20,7 +20,11 @@ class StoreDamaged(ValueError):
     is wrong and the fix (deleting the run's folder, so that the sweep runs it again)."""
 
     def __init__(self, path: Path, problem: str, run_dir: Path):
+        self.path, self.problem, self.run_dir = path, problem, run_dir
         super().__init__(f"{path}: {problem}: delete {run_dir}/ to re-run it.")
+
+    def __reduce__(self):  # rebuilt from its parts where it is unpickled (a Dask client)
+        return type(self), (self.path, self.problem, self.run_dir)
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -21,19 +21,28 @@ os.umask(_UMASK)
 
 
 class DiskFull(OSError):
-    """No space left where a file is written; the message gives the place and the size."""
+    """No space left where a file is written; the message gives the place and the size
+    (:func:`disk_full` writes it)."""
 
-    def __init__(self, path: Path, needed: int):
-        try:
-            free = f", {shutil.disk_usage(path.parent).free / 1e6:.0f} MB free"
-        except OSError:
-            free = ""
-        super().__init__(errno.ENOSPC, f"no space left on the device of {path.parent} to write {path.name} "
-                                       f"(about {needed / 1e6:.0f} MB needed{free}): free some space there, "
-                                       f"or give another folder (--out, --set data_root=...)")
+    def __init__(self, message: str):
+        super().__init__(errno.ENOSPC, message)
 
     def __str__(self) -> str:
         return self.strerror
+
+    def __reduce__(self):  # OSError's would call DiskFull(errno, message)
+        return type(self), (self.strerror,)
+
+
+def disk_full(path: Path, needed: int) -> DiskFull:
+    """The error of writing ``needed`` bytes at ``path`` on a full device."""
+    try:
+        free = f", {shutil.disk_usage(path.parent).free / 1e6:.0f} MB free"
+    except OSError:
+        free = ""
+    return DiskFull(f"no space left on the device of {path.parent} to write {path.name} (about "
+                    f"{needed / 1e6:.0f} MB needed{free}): free some space there, or give another folder "
+                    f"(--out, --set data_root=...)")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -51,7 +60,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-            raise DiskFull(path, len(data)) from None
+            raise disk_full(path, len(data)) from None
         raise
     return path
 

@@ -190,9 +190,13 @@ class ResultStore:
     def leftovers(self) -> list[Path]:
         """What killed processes left: temporary files of unfinished writes, and the resume
         states of runs killed after they finished (both never read).  Remove them only
-        while no other process can be writing (holding the store's lock)."""
+        while no other sweep can be writing (holding the store's lock); files of a run whose
+        own lock is held (a worker of a sweep that was killed, still finishing its task) are
+        left out."""
         finished = [self.run_dir(run) / "resume.pt" for run in self.finished_runs()]
-        return leftovers(self.root) + [p for r in finished for p in (r, sidecar(r)) if p.exists()]
+        found = leftovers(self.root) + [p for r in finished for p in (r, sidecar(r)) if p.exists()]
+        base = self.root / "runs"
+        return [p for p in found if not (p.is_relative_to(base) and FileLock(p.parent / ".lock").held())]
 
     def verify(self) -> dict:
         """Check every file of the store against its checksum, every ``spec.json`` against its

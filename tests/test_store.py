@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -39,12 +40,7 @@ def cli_args(overrides: dict) -> list[str]:
     return [arg for k, v in overrides.items() for arg in ("--set", f"{k}={json.dumps(v)}")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +138,7 @@ def test_a_flipped_byte_is_one_line_naming_the_file(store, capsys, run, name):
             ResultStore(store).results()
     message = str(damage.value)
     assert "\n" not in message and message.startswith(f"{path}: ")
+    assert str(pickle.loads(pickle.dumps(damage.value))) == message  # as a Dask worker sends it back
     assert message.endswith(f"delete {store / 'runs' / run}/ to re-run it.")
     assert cli_main(["verify", "--out", str(store)]) == 1
     err = capsys.readouterr().err
@@ -306,7 +303,7 @@ def test_a_full_disk_names_the_place_and_the_size(tmp_path, monkeypatch):
     monkeypatch.setattr(nio.os, "fsync", full)
     with pytest.raises(nio.DiskFull) as error:
         nio.atomic_write_bytes(tmp_path / "run" / "final.pt", b"\0" * 3_000_000)
-    assert error.value.errno == errno.ENOSPC
+    assert error.value.errno == errno.ENOSPC and str(pickle.loads(pickle.dumps(error.value))) == str(error.value)
     assert re.fullmatch(rf"no space left on the device of {tmp_path / 'run'} to write final.pt \(about 3 MB needed, "
                         r"\d+ MB free\): .*", str(error.value))
     assert not list((tmp_path / "run").iterdir())  # no temporary file left
