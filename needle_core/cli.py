@@ -98,8 +98,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(error: BaseException) -> str:
+    """Our errors say what they are; others are named by their type."""
+    from .sweep import NeedFailed
+
     text = " ".join(str(error).split())
-    return text if isinstance(error, (ValueError, OSError)) else f"{type(error).__name__}: {text}"
+    return text if isinstance(error, (ValueError, OSError, NeedFailed)) else f"{type(error).__name__}: {text}"
 
 
 def _verify(root) -> int:

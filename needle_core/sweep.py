@@ -154,6 +154,8 @@ class Sweep:
 
     The store records the config that made it (``config.json``: every field, the digest and
     the data set's content hash), so that a clone can re-render it with exactly that config.
+    ``run()`` holds the store's lock while it trains (sweeps of this config may share the
+    store; one of another config is refused: :mod:`needle_core.store`).
     """
 
     def __init__(self, config: SweepConfig, root: str | Path, executor: str | Executor = "local",
