@@ -4,6 +4,7 @@
     python -m needle_core sweep --profile cpu --set dataset=folder:/data/cifar10-jpeg.tar.gz --set seeds=[0]
     python -m needle_core sweep --profile paper --config my.yaml --out runs/paper
     python -m needle_core reproduce --profile cpu
+    python -m needle_core verify --out runs/cpu
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import argparse
 import collections
 import json
 import sys
+import traceback
 from pathlib import Path
 
 from .config import PROFILES, SweepConfig, make_config, overrides_of, parse_overrides
@@ -57,16 +59,24 @@ def main(argv: list[str] | None = None) -> int:
     land.add_argument("--seeds", help="comma-separated seeds (default: the config's)")
     repro = sub.add_parser("reproduce", help="run a profile's sweeps, then execute every notebook into book/")
     _common(repro)
+    verify = sub.add_parser("verify", help="check every file of a result store against its checksum (exit 1 on damage)")
+    where = verify.add_mutually_exclusive_group()
+    where.add_argument("--profile", default="smoke", choices=sorted(PROFILES), help="the store runs/<profile>")
+    where.add_argument("--out", help="the store's folder")
     args = parser.parse_args(argv)
+    from .sweep import NeedFailed, RunsFailed, Sweep, default_root
 
+    root = args.out or default_root(args.profile)
+    if args.command == "verify":
+        return _verify(root)
     try:
         overrides = parse_overrides(args.set)
         config = make_config(args.profile, overrides, args.config)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
-    from .sweep import Sweep, default_root
+    from .data import DatasetNotFound
+    from .io import DiskFull
 
-    root = args.out or default_root(args.profile)
     if args.command == "reproduce" and not (args.set or args.config):
         config = recorded_config(root, config)
     if args.command == "landscape":
@@ -85,23 +95,66 @@ def main(argv: list[str] | None = None) -> int:
         from . import cluster
 
         executor = cluster.make_executor(args.executor, args.scheduler)
+    failed = None
     try:
         sweep = Sweep(config, root, executor, allow_dirty=getattr(args, "allow_dirty", False))
         if args.command == "sweep" and args.dry_run:
             for task in sweep.tasks(only):
                 print(task.spec.run, "<-", ", ".join(task.needs) or "-")
             return 0
-        sweep.run(progress=True, only=only)
-    except ValueError as err:
+        try:
+            sweep.run(progress=True, only=only)
+        except RunsFailed as error:
+            failed = error
+    except (ValueError, DatasetNotFound) as err:
         parser.exit(2, f"error: {err}\n")
+    except DiskFull as err:
+        parser.exit(1, f"error: {err}\n")
     counts = collections.Counter(sweep.statuses.values())
     print(f"sweep {config.name} into {root}: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    if failed is not None:
+        for run, error in sorted(failed.errors.items()):
+            if not isinstance(error, (ValueError, OSError, NeedFailed)):  # a bug: its traceback helps
+                traceback.print_exception(error, file=sys.stderr)
+        parser.exit(1, f"error: {failed}\n" + "".join(f"  {run}: {_one_line(error)}\n"
+                                                      for run, error in sorted(failed.errors.items())))
     if not counts.keys() & {"done", "finished"}:
         parser.exit(1, "error: no run of the sweep finished (every run diverged): see the runs' provenance.json\n")
     if args.command == "reproduce":
         from .book import execute_all
 
         execute_all(args.profile, results_dir=str(root), overrides=overrides_of(config))
+    return 0
+
+
+def _one_line(error: BaseException) -> str:
+    """Our errors say what they are; others are named by their type."""
+    from .sweep import NeedFailed
+
+    text = " ".join(str(error).split())
+    return text if isinstance(error, (ValueError, OSError, NeedFailed)) else f"{type(error).__name__}: {text}"
+
+
+def _verify(root) -> int:
+    """``verify``: a summary of the store at ``root``, one line per damaged file; 1 on damage."""
+    from .store import ResultStore
+
+    if not (Path(root) / "runs").is_dir():
+        print(f"error: {root} holds no result store (no runs/ folder).", file=sys.stderr)
+        return 2
+    report = ResultStore(root).verify()
+    n = {k: len(v) for k, v in report.items()}
+    print(f"store {root}: {n['runs'] + n['unchecked_runs']} finished runs ({n['runs']} checked"
+          + (f", {n['unchecked_runs']}: no checksums recorded (written before integrity checks)"
+             if n["unchecked_runs"] else "")
+          + f"), {n['checkpoints'] + n['unchecked_checkpoints']} checkpoints ({n['checkpoints']} checked"
+          + (f", {n['unchecked_checkpoints']}: no checksums recorded" if n["unchecked_checkpoints"] else "")
+          + f"), {n['unfinished']} unfinished, {n['leftovers']} leftovers of killed processes "
+          "(removed by the next sweep)")
+    if report["problems"]:
+        print(f"damaged: {n['problems']}", *report["problems"], sep="\n  ", file=sys.stderr)
+        return 1
+    print("no damage found")
     return 0
 
 

@@ -12,7 +12,9 @@ the result store (:mod:`needle_core.store`) and ``execute``:
 * ``execute`` is idempotent and resumable, so a task that runs twice (a retry, a task
   recomputed after its worker died, a second sweep over the same store) never duplicates
   or corrupts results: a finished run is skipped, an unfinished one resumes from its last
-  ``resume.pt`` (every ``checkpoint_minutes``).
+  ``resume.pt`` (every ``checkpoint_minutes``), and a run that another process trains now
+  is waited for under its lock (the kernel drops the lock of a worker that dies), then
+  found finished.  The sweep's process holds the store's lock meanwhile.
 
 A worker that dies mid-run (kill -9, out of memory, a pre-empted node) takes its task with
 it; the scheduler gives the task to another worker, where it resumes from the checkpoint
@@ -42,7 +44,7 @@ from pathlib import Path
 from .config import SweepConfig
 from .run import RunSpec, execute
 from .store import ResultStore
-from .sweep import Executor, Task, local_executor
+from .sweep import Executor, RunsFailed, Task, fatal, local_executor
 
 #: Environment variable a worker reads for its torch thread count (set by :func:`local_cluster`;
 #: ``--set threads=N`` in the config overrides it).
@@ -245,7 +247,7 @@ class DaskExecutor:
                         self.records.append(record)
                         done[run] = record["status"]
                     else:  # errored; its branches err with the same exception
-                        failed[run] = future.exception()
+                        done[run], failed[run] = "failed", future.exception()
                     bar.set_postfix_str(run, refresh=False)
                     bar.update(1)
             finally:
@@ -258,8 +260,9 @@ class DaskExecutor:
                 owned()
         if failed:
             first = next(iter(failed.values()))
-            raise RuntimeError(f"{len(failed)} of {len(todo)} runs failed (the others are in {root}; run the sweep "
-                               f"again to retry the failed ones): " + ", ".join(sorted(failed))) from first
+            if fatal(first):
+                raise first
+            raise RunsFailed(done, failed, root) from first
         return done
 
     def _connect(self, config: SweepConfig):

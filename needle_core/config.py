@@ -101,6 +101,9 @@ _NOT_IN_DIGEST = ("name", "data_root", "device", "checkpoint_minutes",
                   "archs", "widths", "n_trains", "seeds", "kinds", "baselines")
 
 
+#: Seeds are 0 ... 2**31 - 1 (what every RNG accepts; torch's take ``seed * 1_000_003 + epoch``).
+SEED_MAX = 2**31 - 1
+
 _FIELD_TYPES = {f.name: f.type.replace(" ", "") for f in dataclasses.fields(SweepConfig)}
 
 _PAPER_SWITCH = log_epochs(100)[:-1]  # 0 ... 78: every evaluation epoch but the last
@@ -147,7 +150,10 @@ def _coerce(name: str, value):
     :func:`validate` then checks the type."""
     annotation = _FIELD_TYPES[name]
     if isinstance(value, str) and annotation != "str":
-        value = yaml.safe_load(value)
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise ValueError(f"{name}={value!r} is not valid YAML ({_yaml_problem(error)}).") from None
     if annotation.startswith("list[") and not isinstance(value, list):
         value = [value]
     if "float" in annotation.split("|") and not isinstance(value, bool):
@@ -167,15 +173,36 @@ def make_config(profile: str = "smoke", overrides: dict | None = None, yaml_file
         raise ValueError(f"unknown profile {profile!r}: choose one of {sorted(PROFILES)}.")
     fields = {f.name for f in dataclasses.fields(SweepConfig)}
     values = dict(PROFILES[profile], name=profile)
-    layers = [yaml.safe_load(Path(yaml_file).read_text()) or {}] if yaml_file else []
-    for layer in layers + [overrides or {}]:
+    layers = [(f" in {yaml_file}", _read_yaml(Path(yaml_file)))] if yaml_file else []
+    for where, layer in layers + [("", overrides or {})]:
         for key, value in layer.items():
             if key not in fields:
-                raise ValueError(f"unknown config field {key!r}; valid fields: {', '.join(sorted(fields))}.")
+                raise ValueError(f"unknown config field {key!r}{where}; valid fields: {', '.join(sorted(fields))}.")
             values[key] = _coerce(key, value)
     config = SweepConfig(**values)
     validate(config)
     return config
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """Where and what a YAML parse error is, in one line ("line 3, column 7: ...")."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + str(getattr(error, "problem", None) or error).replace("\n", " ")
+
+
+def _read_yaml(path: Path) -> dict:
+    """The config fields of a YAML file, or a ValueError saying where it is malformed."""
+    try:
+        layer = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path} is not valid YAML ({_yaml_problem(error)}).") from None
+    if layer is None:
+        return {}
+    if not isinstance(layer, dict):
+        raise ValueError(f"{path} holds a YAML {type(layer).__name__}: give a mapping of config fields, "
+                         f"one per line (e.g. 'epochs: 20').")
+    return layer
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -202,6 +229,14 @@ def validate(config: SweepConfig) -> None:
         if not _has_type(value, _FIELD_TYPES[f.name]):
             fail(f"{f.name}={value!r} is not of type {f.type}: give a value like the default "
                  f"({f.name}={getattr(defaults, f.name)!r}).")
+    for f in dataclasses.fields(config):  # nan and inf pass every comparison below, or fail it late
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            fail(f"{f.name}={value}: give a finite number (default {getattr(defaults, f.name)!r}).")
+    for name in ("archs", "widths", "n_trains", "seeds", "switch_times", "kinds", "baselines"):
+        values = getattr(config, name)
+        if len(set(values)) != len(values):  # the same run would be planned twice
+            fail(f"{name}={values} repeats a value: give each once.")
     if config.epochs < 1:
         fail(f"epochs={config.epochs}: train for at least 1 epoch.")
     for t in config.switch_times:
@@ -231,12 +266,29 @@ def validate(config: SweepConfig) -> None:
         fail(f"n_test={config.n_test}: use a positive integer or null for the whole test set.")
     if not config.seeds:
         fail("seeds is empty: give at least one seed.")
+    from .train import epoch_seed
+
+    for seed in config.seeds:  # torch generators take (seed, epoch) folded into one int64
+        if not 0 <= seed <= SEED_MAX or epoch_seed(seed, config.epochs) >= 2**63:
+            fail(f"seed {seed}: use an integer in [0, {SEED_MAX}].")
     if config.lr <= 0 or (config.lr_after is not None and config.lr_after <= 0):
         fail("learning rates must be positive.")
+    if not 0 <= config.momentum < 1:
+        fail(f"momentum={config.momentum}: use a value in [0, 1) (the paper's SGD has 0).")
+    if config.weight_decay < 0:
+        fail(f"weight_decay={config.weight_decay}: use a value >= 0 (the paper's SGD has 0).")
+    if config.divergence_loss <= 0:
+        fail(f"divergence_loss={config.divergence_loss}: a training loss above it stops a run; use a positive "
+             f"number (default {defaults.divergence_loss:g}).")
+    if config.checkpoint_minutes < 0:
+        fail(f"checkpoint_minutes={config.checkpoint_minutes}: use a value >= 0 (0: a resume point every epoch).")
+    if config.threads < 0:
+        fail(f"threads={config.threads}: use a positive count, or 0 for torch's default (all cores).")
+    for name in ("batch_size", "eval_batch_size", "eval_points"):
+        if getattr(config, name) < 1:
+            fail(f"{name}={getattr(config, name)}: use a positive integer (default {getattr(defaults, name)}).")
     if not 0 <= config.readout < 1:
         fail(f"readout={config.readout}: the read-out window is a fraction of the epochs in [0, 1) (0: the last epoch).")
-    if config.batch_size < 1:
-        fail(f"batch_size={config.batch_size}: use a positive integer.")
     if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
         fail(f"device {config.device!r}: use auto, cpu or cuda.")
     if not (config.dataset in ("cifar10", "cifar100", "synthetic") or config.dataset.startswith("folder:")):

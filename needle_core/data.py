@@ -20,6 +20,7 @@ unbalanced classes; paper.md §4).
 """
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import os
@@ -29,12 +30,13 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from .io import atomic_torch_save
+from .io import atomic_torch_save, disk_full, leftovers
+from .lock import FileLock
 
 CIFAR10_NORMALISATION = ((0.491, 0.482, 0.447), (0.247, 0.243, 0.262))
 """``(mean, std)`` per RGB channel of CIFAR-10 pixels in [0, 1] (paper.md §4)."""
@@ -125,11 +127,11 @@ def load(name: str, root: str | Path, n_train: int | None = None, n_test: int | 
         return synthetic(2000 if n_train is None else n_train, 1000 if n_test is None else n_test,
                          seed=seed, device=device)
     if name in ("cifar10", "cifar100"):
-        raw = _cached(root, name, lambda: _read_torchvision(name, root))
+        raw = _in_folder(root, lambda: _cached(root, name, lambda: _read_torchvision(name, root)))
         default = CIFAR10_NORMALISATION if name == "cifar10" else CIFAR100_NORMALISATION
     elif name.startswith("folder:"):
         source = Path(name[len("folder:"):]).expanduser().resolve()
-        raw = _load_folder(source, root)
+        raw = _in_folder(root, lambda: _load_folder(source, root))
         default = CIFAR10_NORMALISATION
     else:
         raise ValueError(f"unknown dataset {name!r}: use 'cifar10', 'cifar100', 'synthetic', "
@@ -246,6 +248,18 @@ def normalise(x: torch.Tensor, mean, std) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- decoding and caching
 
+def _in_folder(root: Path, read: Callable[[], dict]) -> dict:
+    """``read()`` of files under the data folder ``root``, holding its lock shared (loads of
+    several processes run side by side).  When no other process holds it, what killed loads
+    left there (temporary cache files, half-extracted archives) is removed first."""
+    with FileLock(root / ".lock") as lock:
+        if lock.acquire(exclusive=True, wait=False):
+            for path in leftovers(root / "cache") + sorted((root / "extracted").glob(".folder-*")):
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        lock.acquire(exclusive=False)
+        return read()
+
+
 def _cached(root: Path, key: str, decode) -> dict:
     """``root/cache/<key>.pt`` if it exists, else ``decode()`` saved there once (atomically,
     so a killed run never leaves a truncated cache).  The dict holds ``x_train``, ``x_test``
@@ -271,15 +285,10 @@ def _read_torchvision(name: str, root: Path) -> dict:
         # Offline, urllib raises URLError (an OSError); a corrupt download, RuntimeError.
         except (OSError, RuntimeError) as error:
             raise DatasetNotFound(
-                f"{name} is not under {root} and could not be downloaded ({type(error).__name__}: {error}).\n"
-                "Point the project at a local copy, either:\n"
-                "  * an ImageFolder directory with train/ and test/ subfolders (train/<class>/<image>, "
-                f"test/<class>/<image>): load('folder:/path/to/dir', root), or a .tar.gz of it: "
-                f"load('folder:/path/to/archive.tar.gz', root); or\n"
-                f"  * torchvision's files under root: {root / dataset_class.base_folder}/ (extracted from "
-                f"{dataset_class.filename}, {dataset_class.url}), or that archive itself as "
-                f"{root / dataset_class.filename}."
-            ) from error
+                f"{name} is not under {root} and could not be downloaded ({type(error).__name__}: {error}). "
+                f"Give a local copy: --set dataset=folder:/path/to/{name} (ImageFolder dir or .tar.gz, with train/ "
+                f"and test/ inside), or put torchvision's {dataset_class.filename} in {root}/."
+            ) from None
     raw = {"classes": list(splits["train"].classes)}
     for split, dataset in splits.items():
         # torchvision keeps CIFAR as uint8 (N, H, W, C); ours is (N, C, H, W).
@@ -357,6 +366,9 @@ def _extract(archive: Path, target: Path) -> Path:
             os.rename(tmp, target)
         except BaseException as error:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+                with tarfile.open(archive, "r:gz") as tar:
+                    raise disk_full(target, sum(member.size for member in tar)) from None
             # A failed rename onto a target that now exists: another process extracted it first.
             if not (isinstance(error, OSError) and target.exists()):
                 raise

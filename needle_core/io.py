@@ -1,10 +1,16 @@
 """Atomic file writes: a reader (or a resumed run) sees the old file or the new one, never a
-half-written one, whenever the writer is killed (kill -9 included)."""
+half-written one, whenever the writer is killed (kill -9 included).
+
+Writers leave nothing but a hidden ``.<name>.<random>.tmp`` beside the target while they
+write; a killed writer leaves it behind (:func:`leftovers` finds them for the next start).
+"""
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -12,6 +18,31 @@ import torch
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+class DiskFull(OSError):
+    """No space left where a file is written; the message gives the place and the size
+    (:func:`disk_full` writes it)."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.ENOSPC, message)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+    def __reduce__(self):  # OSError's would call DiskFull(errno, message)
+        return type(self), (self.strerror,)
+
+
+def disk_full(path: Path, needed: int) -> DiskFull:
+    """The error of writing ``needed`` bytes at ``path`` on a full device."""
+    try:
+        free = f", {shutil.disk_usage(path.parent).free / 1e6:.0f} MB free"
+    except OSError:
+        free = ""
+    return DiskFull(f"no space left on the device of {path.parent} to write {path.name} (about "
+                    f"{needed / 1e6:.0f} MB needed{free}): free some space there, or give another folder "
+                    f"(--out, --set data_root=...)")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -26,10 +57,35 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise disk_full(path, len(data)) from None
         raise
     return path
+
+
+def leftovers(folder: Path) -> list[Path]:
+    """The temporary files of killed writers anywhere under ``folder``."""
+    return sorted(folder.rglob(".*.tmp")) if folder.exists() else []
+
+
+def json_bytes(obj) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
+def torch_bytes(obj) -> bytes:
+    """``torch.save`` into memory."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def parquet_bytes(frame) -> bytes:
+    """A pandas DataFrame as Parquet, in memory."""
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -37,18 +93,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    return atomic_write_bytes(path, json_bytes(obj))
 
 
 def atomic_torch_save(path: str | Path, obj) -> Path:
     """``torch.save`` made atomic (serialised in memory first)."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return atomic_write_bytes(path, buffer.getvalue())
-
-
-def atomic_write_parquet(path: str | Path, frame) -> Path:
-    """A pandas DataFrame as Parquet, atomically."""
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return atomic_write_bytes(path, torch_bytes(obj))

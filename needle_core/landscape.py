@@ -24,7 +24,7 @@ import torch
 from .config import SweepConfig
 from .embedding import embed
 from .interpolate import barrier, scan, string
-from .io import atomic_write_parquet
+from .io import atomic_write_bytes, parquet_bytes
 from .models import cnn, fcn
 from .run import RunSpec, resolve_device
 from .store import ResultStore
@@ -99,7 +99,7 @@ def measure(config: SweepConfig, root, switch_times: list[int], seeds: list[int]
                                         seed=seed, device=device)
                         rows = _scan_all(_endpoints(store, config, base, t, data, device), data, config, methods,
                                          n_points, string_points, string_steps, spring, n_eval)
-                        atomic_write_parquet(path, rows.assign(**base, switch_time=t))
+                        atomic_write_bytes(path, parquet_bytes(rows.assign(**base, switch_time=t)))
                         if progress:
                             print(f"landscape {path.name}: {len(rows)} rows", flush=True)
     return scans(root)

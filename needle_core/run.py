@@ -101,13 +101,19 @@ def _start(spec: RunSpec, config: SweepConfig, store: ResultStore, data, device)
     :func:`recreate_switch_checkpoints`)."""
     shape = data.input_shape
     if spec.role in BRANCHES:
-        state = store.load_checkpoint(spec.trunk, f"switch-{spec.switch_time}", map_location=device)
+        name = f"switch-{spec.switch_time}"
+        state = store.load_checkpoint(spec.trunk, name, map_location=device)
         notes = {}
         if state is None and store.is_finished(spec.trunk):
             # Results are committed, checkpoints are not: on a fresh clone the trunk is
             # re-trained (deterministically) to recreate them, and checked against its record.
-            notes["trunk_recreated"] = dict(max_abs_diff=recreate_switch_checkpoints(spec, config, store, data, device))
-            state = store.load_checkpoint(spec.trunk, f"switch-{spec.switch_time}", map_location=device)
+            # Under the trunk's lock: its other branches wait, then find the checkpoints.
+            with store.lock(spec.trunk) as trunk_lock:
+                trunk_lock.acquire()
+                if not (store.run_dir(spec.trunk) / f"{name}.pt").exists():
+                    gap = recreate_switch_checkpoints(spec, config, store, data, device)
+                    notes["trunk_recreated"] = dict(max_abs_diff=gap)
+            state = store.load_checkpoint(spec.trunk, name, map_location=device)
         if state is None:
             raise FileNotFoundError(f"{spec.run} needs its trunk's checkpoint at epoch {spec.switch_time}: "
                                     f"run {spec.trunk} first (the sweep orders this for you).")
@@ -176,13 +182,32 @@ def _rebuild(spec: RunSpec, config: SweepConfig, data, device, state: dict):
     return model, optimizer
 
 
-def execute(spec: RunSpec, config: SweepConfig, root, on_epoch: Callable[[int], None] | None = None) -> str:
+#: What :func:`execute` returns, without waiting, for a run that another process trains now.
+BUSY = "busy"
+
+
+def execute(spec: RunSpec, config: SweepConfig, root, on_epoch: Callable[[int], None] | None = None,
+            wait: bool = True) -> str:
     """Run ``spec`` to the end of the budget, resuming from its last checkpoint; a finished
     run is never redone.  Returns the run's status: "done", "diverged", "trunk_diverged" (a
-    branch whose trunk diverged before its switch time) or "finished" (done before)."""
+    branch whose trunk diverged before its switch time) or "finished" (done before).
+
+    The run is trained under its lock (:mod:`needle_core.store`): while another process
+    trains it, this call waits and then (usually) finds it finished, or with ``wait=False``
+    returns :data:`BUSY` at once."""
     store = ResultStore(root)
     if store.is_finished(spec.run):
         return "finished"
+    with store.lock(spec.run) as lock:
+        if not lock.acquire(wait=wait):
+            return BUSY
+        if store.is_finished(spec.run):  # by the process we waited for
+            return "finished"
+        return _train(spec, config, store, on_epoch)
+
+
+def _train(spec: RunSpec, config: SweepConfig, store: ResultStore, on_epoch: Callable[[int], None] | None) -> str:
+    """:func:`execute` of an unfinished run whose lock this process holds."""
     digest = config.digest()
     if config.threads:
         torch.set_num_threads(config.threads)

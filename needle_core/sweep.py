@@ -18,8 +18,9 @@ from typing import Protocol
 import pandas as pd
 
 from .config import SweepConfig, validate
-from .run import RunSpec, execute
+from .run import BUSY, RunSpec, execute
 from .io import atomic_write_json
+from .lock import FileLock
 from .store import ResultStore, git_commit
 
 
@@ -66,9 +67,37 @@ class Executor(Protocol):
     def __call__(self, tasks: list[Task], config: SweepConfig, root: Path, progress: bool = True) -> dict[str, str]: ...
 
 
+class RunsFailed(RuntimeError):
+    """Some runs raised; every other run (those that did not need a failed one) ran on.
+    ``statuses``: each run's status, "failed" for those; ``errors``: ``{run: exception}``."""
+
+    def __init__(self, statuses: dict[str, str], errors: dict[str, BaseException], root):
+        self.statuses, self.errors = statuses, errors
+        super().__init__(f"{len(errors)} of {len(statuses)} runs failed (the others are in {root}; after fixing "
+                         f"the cause, run the sweep again to retry them): " + ", ".join(sorted(errors)))
+
+
+class NeedFailed(RuntimeError):
+    """A run was not started because a run it needs failed."""
+
+
+def fatal(error: BaseException) -> bool:
+    """Errors of the machine or of the data set, not of one run: every other run would meet
+    them too, so they stop the sweep instead of failing its runs one by one."""
+    from .data import DatasetNotFound
+    from .io import DiskFull
+
+    return isinstance(error, (DiskFull, DatasetNotFound))
+
+
 def local_executor(tasks: list[Task], config: SweepConfig, root: Path, progress: bool = True) -> dict[str, str]:
     """Serial, in graph order (one GPU, or one run at a time using every CPU core), with a
-    progress bar over the epochs still to train."""
+    progress bar over the epochs still to train.
+
+    A run that another process trains now (a second sweep of the store) is put off, with
+    the runs that need it, until the others are done, then waited for.  A run that raises
+    fails alone: the runs that need it are not started, the others run on, and
+    :class:`RunsFailed` says which failed at the end."""
     from tqdm.auto import tqdm
 
     store = ResultStore(root)
@@ -76,15 +105,44 @@ def local_executor(tasks: list[Task], config: SweepConfig, root: Path, progress:
     bar = tqdm(total=sum(cost(t.spec, config) for t in todo), unit="epoch", disable=not progress,
                desc=f"sweep {config.name} ({len(todo)}/{len(tasks)} runs to do)")
     done: dict[str, str] = {}
+    errors: dict[str, BaseException] = {}
+
+    def attempt(task: Task, wait: bool) -> None:
+        run = task.spec.run
+        failed = [n for n in task.needs if n in errors]
+        if failed:
+            done[run], errors[run] = "failed", NeedFailed(f"not started: it needs {failed[0]}, which failed")
+            return
+        bar.set_postfix_str(run, refresh=False)
+        try:
+            status = execute(task.spec, config, root, on_epoch=bar.update, wait=wait)
+        except Exception as error:
+            if fatal(error):
+                raise
+            done[run], errors[run] = "failed", error
+            return
+        if status == "finished" and wait:  # put off, then trained by another process
+            bar.update(cost(task.spec, config))
+        done[run] = status
+
     try:
+        put_off = []
         for task in tasks:
             missing = [n for n in task.needs if n not in done]
             if missing:
                 raise RuntimeError(f"{task.spec.run} scheduled before {missing}: the graph is not in dependency order.")
-            bar.set_postfix_str(task.spec.run, refresh=False)
-            done[task.spec.run] = execute(task.spec, config, root, on_epoch=bar.update)
+            if any(done[n] == BUSY for n in task.needs):
+                done[task.spec.run] = BUSY
+            else:
+                attempt(task, wait=False)
+            if done[task.spec.run] == BUSY:
+                put_off.append(task)
+        for task in put_off:  # in graph order: a trunk before the runs that need it
+            attempt(task, wait=True)
     finally:
         bar.close()
+    if errors:
+        raise RunsFailed(done, errors, root)
     return done
 
 
@@ -96,6 +154,8 @@ class Sweep:
 
     The store records the config that made it (``config.json``: every field, the digest and
     the data set's content hash), so that a clone can re-render it with exactly that config.
+    ``run()`` holds the store's lock while it trains (sweeps of this config may share the
+    store; one of another config is refused: :mod:`needle_core.store`).
     """
 
     def __init__(self, config: SweepConfig, root: str | Path, executor: str | Executor = "local",
@@ -133,8 +193,12 @@ class Sweep:
             self._missing_data = missing
             return record["digest"]
 
-    def _check_store(self) -> None:
-        """Refuse to mix results of a different config into this store."""
+    def _check_store(self, running: str | None = None) -> None:
+        """Refuse to mix results of a different config into this store; ``running`` names
+        the sweep that writes it now ("" for none, None to look at the store's lock)."""
+        if running is None:
+            lock = FileLock(self.store.root / ".lock")
+            running = f"; a sweep writes it now: {lock.holder()}" if lock.held() else ""
         record = self.record
         if record is not None and record["digest"] != self.digest:
             from .config import _NOT_IN_DIGEST
@@ -146,12 +210,12 @@ class Sweep:
                                  f"than {self.config.dataset!r} ({_identity_or_missing(self.config.dataset)}): "
                                  f"run into a new folder, e.g. --out {self.store.root}-mine.")
             raise ValueError(f"{self.store.root} was made with another config (differs in {', '.join(differ)}; "
-                             f"{record['digest']} != {self.digest}): use another output folder (--out).")
-        runs = self.store.provenance()
-        for run, other in zip(runs.get("run", []), runs.get("config_digest", [])):
+                             f"{record['digest']} != {self.digest}{running}): use another output folder (--out).")
+        for run in self.store.finished_runs():
+            other = self.store.run_provenance(run).get("config_digest")
             if other != self.digest:
                 raise ValueError(f"{self.store.root} holds run {run} made with another config "
-                                 f"({other} != {self.digest}): use another output folder (--out).")
+                                 f"({other} != {self.digest}{running}): use another output folder (--out).")
 
     def tasks(self, only: list[str] | None = None) -> list[Task]:
         """The graph, or the runs whose id matches one of the glob patterns ``only`` (e.g.
@@ -172,11 +236,27 @@ class Sweep:
             torch.set_num_threads(self.config.threads)
         tasks = self.tasks(only)
         todo = [t.spec.run for t in tasks if not self.store.is_finished(t.spec.run)]
-        if todo:
+        self.statuses = {t.spec.run: "finished" for t in tasks}
+        if not todo:
+            self._check_store()  # finished since __init__, by a sweep of another config?
+            return self.results()
+        with FileLock(self.store.root / ".lock") as lock:
+            alone = lock.acquire(exclusive=True, wait=False)
+            if not alone:  # another sweep writes the store: join it if it runs this config
+                lock.acquire(exclusive=False)
+            # Checked again under the lock: a sweep started beside this one may have
+            # recorded its config since __init__ (it records it under the lock too).
+            self._check_store(running="" if alone else f"; a sweep writes it now: {lock.holder()}")
             self._may_write(todo)
-            self.statuses = self.executor(tasks, self.config, self.store.root, progress)
-        else:
-            self.statuses = {t.spec.run: "finished" for t in tasks}
+            if alone:  # no other writer alive: what killed ones left is garbage
+                for path in self.store.leftovers():
+                    path.unlink(missing_ok=True)
+                lock.acquire(exclusive=False)
+            try:
+                self.statuses = self.executor(tasks, self.config, self.store.root, progress)
+            except RunsFailed as failed:
+                self.statuses = failed.statuses
+                raise
         return self.results()
 
     def _may_write(self, todo: list[str]) -> None:

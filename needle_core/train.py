@@ -32,13 +32,19 @@ def make_optimizer(params, lr: float, momentum: float = 0.0, weight_decay: float
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The torch seed of epoch ``epoch`` of a run seeded ``seed`` (below 2**63 for every seed
+    and epoch that ``config.validate`` accepts)."""
+    return seed * 1_000_003 + epoch
+
+
 def epoch_generator(seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Generator:
     """The generator that shuffles epoch ``epoch`` of a run seeded ``seed``.
 
     Seeded from (seed, epoch) alone, so a run resumed at any epoch boundary draws exactly
     the batches it would have drawn: nothing about the RNG needs to be checkpointed.
     """
-    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+    return torch.Generator(device=device).manual_seed(epoch_seed(seed, epoch))
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -51,7 +57,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     """
     from .data import batches
 
-    torch.manual_seed(seed * 1_000_003 + epoch)
+    torch.manual_seed(epoch_seed(seed, epoch))
     model.train()
     total = torch.zeros((), dtype=torch.float64, device=x.device)
     for idx in batches(len(x), batch_size, epoch_generator(seed, epoch, x.device)):

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 import needle_core as nc
 from needle_core.cli import main as cli_main
 from needle_core.config import SweepConfig, make_config
+from needle_core.integrity import sha256_file
 from needle_core.run import RunSpec, execute
 from needle_core.store import ResultStore
 from needle_core.sweep import Sweep, plan, results
@@ -79,14 +80,7 @@ def file_states(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small models on shared cores: one intra-op thread (bit-identical results also need
-    the same thread count on both sides of a comparison)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -245,14 +239,18 @@ def _kill_when(proc: subprocess.Popen, ready, log: Path, timeout: float = 300.0)
 
 def _assert_store_readable(root: Path) -> None:
     """Every file a reader opens is complete: only hidden ``.*.tmp`` files can be partial,
-    and nothing reads them."""
+    and nothing reads them; every checkpoint is one its sidecar lists (locks are empty or
+    hold who took them)."""
     for path in (root / "runs").rglob("*"):
-        if not path.is_file():
+        if not path.is_file() or path.name == ".lock":
             continue
         if path.name.endswith(".tmp"):
             assert path.name.startswith("."), path
             continue
-        if path.suffix == ".json":
+        if path.name.endswith(".pt.sha256"):
+            checkpoint = path.with_name(path.name[:-len(".sha256")])
+            assert not checkpoint.exists() or sha256_file(checkpoint) in path.read_text().split(), path
+        elif path.suffix == ".json":
             json.loads(path.read_text())
         elif path.suffix == ".pt":
             torch.load(path, weights_only=False)
