@@ -168,8 +168,10 @@ def fetch_published(name: str, dest: str | Path, url: str | None = None, timeout
 #: between the smoke sweep as it is, with every initial weight nudged by one ulp (4 draws) and
 #: under ``ATEN_CPU_CAPABILITY=avx2`` (``python -m needle_core.book --spread 4``).
 ACCURACY_TOLERANCE = 0.02
-#: Tolerance of a final deviation δ (δ_loc, δ_ws) of the smoke profile: 8x the spread measured
-#: the same way (2.4e-4).
+#: Tolerance of a final deviation δ (δ_loc, δ_ws) of the smoke profile: 6x the largest spread
+#: measured the same way (3.1e-4).  (On the machine of the measurement, avx2 and avx512 kernels
+#: gave identical smoke results; the one-ulp nudges moved two single runs by 1 and 5 test
+#: images, the seed means by at most 0.005.)
 DEVIATION_TOLERANCE = 0.002
 
 
