@@ -504,3 +504,45 @@ def test_colab_simulation(tmp_path):
     assert sum(o.get("output_type") == "display_data" for c in executed.cells for o in c.get("outputs", [])) >= 1
     print(json.dumps({k: round(v, 1) for k, v in timings.items()}))
     assert timings["re-plot published (03)"] < 120
+
+
+def test_published_results_are_fetched_outside_a_clone(tmp_path, monkeypatch):
+    """Off a clone (Colab), a published store that is missing comes from the repository's
+    archive: its tables and JSON only (no checkpoints), nothing outside it."""
+    import io
+    import tarfile
+
+    from needle_core import notebook
+
+    archive = tmp_path / "needle-main.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in {"needle-main/runs/cpu/config.json": b"{}",
+                           "needle-main/runs/cpu/runs/a/cnn/metrics.parquet": b"PAR1",
+                           "needle-main/runs/cpu/runs/a/cnn/final.pt": b"weights",
+                           "needle-main/runs/cpu-lr/config.json": b"{}",
+                           "needle-main/README.md": b"readme"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    colab = tmp_path / "colab"
+    colab.mkdir()
+    monkeypatch.chdir(colab)
+    assert notebook.checkout_root() is None
+    assert notebook.checkout_root(REPO / "notebooks") == REPO
+    monkeypatch.setattr(notebook, "archive_url", lambda: str(archive))
+    root = notebook.results_root("runs/cpu")
+    assert root == Path("runs/cpu")
+    assert sorted(p.relative_to(colab).as_posix() for p in colab.rglob("*") if p.is_file()) == \
+        ["runs/cpu/config.json", "runs/cpu/runs/a/cnn/metrics.parquet"]
+    assert notebook.results_root("runs/smoke") == Path("runs/smoke") and not (colab / "runs" / "smoke").exists()
+    assert notebook.colab_url("02_training_curves.ipynb") == (
+        "https://colab.research.google.com/github/" + notebook.REPOSITORY.removeprefix("https://github.com/")
+        + "/blob/main/book/02_training_curves.ipynb")
+
+
+def test_published_stores_are_the_ones_git_keeps():
+    """notebook.PUBLISHED names the stores .gitignore lets through (``!runs/<name>/``)."""
+    from needle_core.notebook import PUBLISHED
+
+    kept = re.findall(r"^!(runs/[\w.-]+)/$", (REPO / ".gitignore").read_text(), flags=re.M)
+    assert sorted(kept) == sorted(PUBLISHED)
