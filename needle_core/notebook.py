@@ -77,8 +77,9 @@ def start(quiet: bool = False) -> float:
 
     In a clone, work from the repository root (nbval starts the kernel in ``notebooks/``,
     papermill in the root); elsewhere stay where the notebook runs.  Apply the book's figure
-    style (:func:`needle_core.plots.use_style`), silence tqdm's "no widgets" warning, and
-    print the versions of needle_core and torch.
+    style (:func:`needle_core.plots.use_style`) with figures drawn at twice their pixel size
+    (``retina``: sharp on HiDPI screens, the book shows them at their size), silence tqdm's
+    "no widgets" warning, and print the versions of needle_core and torch.
     """
     began = time.perf_counter()
     root = checkout_root()
@@ -91,6 +92,14 @@ def start(quiet: bool = False) -> float:
     from . import plots
 
     plots.use_style()
+    try:  # figures at twice their pixel size, shown at their size: sharp on HiDPI screens
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        if get_ipython() is not None:
+            set_matplotlib_formats("retina")
+    except ImportError:
+        pass
     if not quiet:
         print(f"needle_core {needle_core.__version__}, torch {torch.__version__}")
     return began
