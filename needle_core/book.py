@@ -11,11 +11,16 @@ the cell nbval checks); the executed copies live in ``book/`` and are what the b
 Each notebook runs with papermill in a ``python3`` kernel, in the repository root, and its
 executed copy replaces the one in ``book/`` atomically: a reader (or a book build) sees the
 old copy or the new one, never half of one, and a failed run leaves the old copy in place.
+
+The parameters injected into an executed copy are portable (:func:`portable`): paths are
+written relative to the repository root, and a path outside it is refused, because the
+executed copies are what the book shows and what its Colab buttons open.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -24,6 +29,7 @@ from pathlib import Path
 import nbformat
 
 from .io import atomic_write_text
+from .notebook import INSTALL, REPOSITORY, colab_url  # noqa: F401  (the repository's address lives there)
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -67,13 +73,38 @@ def _relative(path: Path) -> str:
     return path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path)
 
 
+def portable(value, base: str | Path = REPO):
+    """``value`` (a parameter: a string, a path, or a dict or list of them) with every absolute
+    path (``/x/y``, ``~/y``, ``folder:/x/y``) written relative to ``base`` (where the notebook
+    runs); ``ValueError`` for one outside ``base``, which would name a folder of this machine
+    in the book and not exist where the page is opened again (Colab, another clone)."""
+    if isinstance(value, dict):
+        return {key: portable(item, base) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(portable(item, base) for item in value)
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        return value
+    prefix = "folder:" if value.startswith("folder:") else ""
+    path = value[len(prefix):]
+    if not (os.path.isabs(path) or path.startswith("~")):
+        return value
+    absolute, base = Path(path).expanduser().resolve(), Path(base).resolve()
+    if not absolute.is_relative_to(base):
+        raise ValueError(f"parameter value {value!r} is a path outside {base}: the executed notebook would "
+                         f"carry this machine's path into the book. Put it under {base} (e.g. a link in data/) "
+                         f"and pass it relative to that folder.")
+    return prefix + absolute.relative_to(base).as_posix()
+
+
 def execute(notebook_path: str | Path, output_path: str | Path | None = None, parameters: dict | None = None,
             *, kernel_name: str = KERNEL, cwd: str | Path = REPO, progress: bool = False) -> Path:
     """Run ``notebook_path`` with papermill and write the executed copy to ``output_path``
     (default: ``book/<same name>``), atomically; return that path.
 
-    ``parameters`` are injected after the cell tagged ``parameters``.  The kernel runs in
-    ``cwd`` (the repository root).  Papermill's cell-by-cell progress goes to a temporary
+    ``parameters`` are injected after the cell tagged ``parameters``, made :func:`portable`
+    (relative to ``cwd``).  The kernel runs in ``cwd`` (the repository root).  Papermill's cell-by-cell progress goes to a temporary
     file outside the book; when a cell fails, ``PapermillExecutionError`` is raised, the copy
     in ``book/`` is left as it was and the partly executed notebook is kept for reading (its
     path is in the message).
@@ -82,12 +113,13 @@ def execute(notebook_path: str | Path, output_path: str | Path | None = None, pa
 
     notebook_path = Path(notebook_path).resolve()
     output_path = (BOOK / notebook_path.name) if output_path is None else Path(output_path).resolve()
+    parameters = portable(dict(parameters or {}), cwd)
     check_kernel(kernel_name)
     work = Path(tempfile.mkdtemp(prefix=f"needle-{notebook_path.stem}-"))
     partial = work / notebook_path.name
     try:
         nb = papermill.execute_notebook(
-            str(notebook_path), str(partial), parameters=dict(parameters or {}), kernel_name=kernel_name,
+            str(notebook_path), str(partial), parameters=parameters, kernel_name=kernel_name,
             cwd=str(cwd), progress_bar=progress, log_output=False)
     except BaseException as err:
         note = f"needle_core.book: {notebook_path.name} failed; partly executed copy: {partial}"
@@ -156,7 +188,7 @@ def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: s
     """
     offered = {"profile": profile}
     if results_dir is not None:
-        offered["results_dir"] = str(results_dir)
+        offered["results_dir"] = results_dir  # made relative by execute()
     if overrides:
         offered["overrides"] = dict(overrides)
     return [execute(notebook, Path(book_dir) / notebook.name, notebook_parameters(notebook, **offered), **kwargs)
@@ -170,13 +202,114 @@ def notebook_parameters(notebook_path: str | Path, **offered) -> dict:
     return {name: value for name, value in offered.items() if name in declared}
 
 
+_INSTALL_LINE = re.compile(r'%pip install (?:-q )?"needle_core @ git\+[^"]*"')
+_INSTALL_JSON = re.compile(r'%pip install -q \\"needle_core @ git\+[^"\\]*\\"')
+_CONFIG_URL = re.compile(r"^(repository:\n(?:[ \t].*\n)*?[ \t]+url:[ \t]*)(\S+)", re.M)
+_CONFIG_BRANCH = re.compile(r"^(repository:\n(?:[ \t].*\n)*?[ \t]+branch:[ \t]*)(\S+)", re.M)
+_CONFIG_BOOK = re.compile(r"^(repository:\n(?:[ \t].*\n)*?[ \t]+path_to_book:[ \t]*)(\S+)", re.M)
+
+
+def link_files(repo: Path = REPO) -> list[Path]:
+    """The files that carry the repository's address: ``_config.yml``, the notebooks (sources
+    and executed copies, their install line) and the book's Markdown pages."""
+    return [repo / "_config.yml", *sorted((repo / "notebooks").glob("*.ipynb")), *sorted((repo / "book").glob("*.ipynb")),
+            *sorted((repo / "book").glob("*.md")), repo / "README.md"]
+
+
+def sync_links(repo: Path = REPO, check: bool = False) -> list[Path]:
+    """Write :data:`needle_core.notebook.REPOSITORY` (and its branch and book folder) into every
+    file of :func:`link_files`: ``_config.yml``'s ``repository:`` section (from which Jupyter
+    Book draws the repository and Colab buttons) and every ``%pip install`` line.  Return the
+    files that were (``check=True``: that would be) changed."""
+    from .notebook import BRANCH, PATH_TO_BOOK
+
+    changed = []
+    for path in link_files(repo):
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        if path.suffix == ".ipynb":  # JSON: the line sits in a string, its quotes escaped
+            new = _INSTALL_JSON.sub(lambda m: INSTALL.replace('"', '\\"'), text)
+        else:
+            new = _INSTALL_LINE.sub(lambda m: INSTALL, text)
+        if path.name == "_config.yml":
+            new = _CONFIG_URL.sub(lambda m: m.group(1) + REPOSITORY, new)
+            new = _CONFIG_BRANCH.sub(lambda m: m.group(1) + BRANCH, new)
+            new = _CONFIG_BOOK.sub(lambda m: m.group(1) + PATH_TO_BOOK, new)
+        if new != text:
+            changed.append(path)
+            if not check:
+                atomic_write_text(path, new)
+    return changed
+
+
+def measure_spread(profile: str = "smoke", replicates: int = 4, overrides: dict | None = None,
+                   workdir: str | Path | None = None):
+    """The profile's sweep trained ``replicates + 1`` times: as it is, then with every initial
+    weight nudged by one ulp (up or down at random, a different draw each time); returns the
+    tidy results of all of them, with a ``replicate`` column (0: not nudged).
+
+    This is the spread that last-bit differences between machines (BLAS and convolution
+    kernels, CPU capabilities, thread counts) can cause: the tolerances of the trained numbers
+    that the notebooks check (``# NBVAL_CHECK_OUTPUT``) are sized from it
+    (``python -m needle_core.book --spread 4``).
+    """
+    import pandas as pd
+    import torch
+
+    from . import run as run_module
+    from .config import make_config
+    from .sweep import Sweep
+
+    config = make_config(profile, overrides)
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="needle-spread-"))
+    frames = []
+    built = run_module.cnn, run_module.fcn
+    try:
+        for replicate in range(replicates + 1):
+            if replicate:
+                draw = torch.Generator().manual_seed(replicate)  # not the global generator: init unchanged
+
+                def nudged(build):
+                    def make(*args, **kwargs):
+                        model = build(*args, **kwargs)
+                        with torch.no_grad():
+                            for p in model.parameters():
+                                up = torch.rand(p.shape, generator=draw) < 0.5
+                                p.copy_(torch.nextafter(p, torch.where(up, torch.inf, -torch.inf).to(p.dtype)))
+                        return model
+                    return make
+
+                run_module.cnn, run_module.fcn = nudged(built[0]), nudged(built[1])
+            frame = Sweep(config, workdir / f"replicate-{replicate}").run(progress=False)
+            frames.append(frame.assign(replicate=replicate))
+            run_module.cnn, run_module.fcn = built
+    finally:
+        run_module.cnn, run_module.fcn = built
+    return pd.concat(frames, ignore_index=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m needle_core.book", description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", help="notebooks to execute (default: all of notebooks/)")
     parser.add_argument("--profile", default="smoke", help="passed to notebooks whose parameters define `profile`")
     parser.add_argument("--refresh-checked", action="store_true",
                         help="then copy the outputs of the cells nbval checks into the source notebooks")
+    parser.add_argument("--sync-links", action="store_true",
+                        help="only write needle_core.notebook.REPOSITORY into _config.yml and every install line")
+    parser.add_argument("--spread", type=int, metavar="N",
+                        help="only measure the spread of the profile's trained numbers under N one-ulp "
+                             "nudges of the initial weights (measure_spread); write it to --out")
+    parser.add_argument("--out", default="spread.parquet", help="where --spread writes its table")
     args = parser.parse_args(argv)
+    if args.spread is not None:
+        measure_spread(args.profile, args.spread).to_parquet(args.out)
+        print(f"wrote {args.out}")
+        return
+    if args.sync_links:
+        for path in sync_links():
+            print(f"updated {_relative(path)}")
+        return
     for source in args.notebooks or sorted(NOTEBOOKS.glob("*.ipynb")):
         path = execute(source, parameters=notebook_parameters(source, profile=args.profile), progress=True)
         print(f"wrote {_relative(path)}")

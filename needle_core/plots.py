@@ -151,3 +151,48 @@ def role_legend(ax, roles, **kwargs):
     """A legend with one entry per role in ``roles`` (for figures whose lines are unlabelled)."""
     handles = [Line2D([], [], **style(role)) for role in roles]
     return ax.legend(handles=handles, **kwargs)
+
+
+def symlog_epochs(ax, ticks, axis: str = "x", linthresh: float = 1.0, min_gap: float = 0.07) -> list:
+    """Make ``axis`` of ``ax`` symmetric-log (linear in ``[0, linthresh]``, logarithmic
+    beyond: epoch 0 and the log-spaced evaluation epochs both fit) with a tick at each of
+    ``ticks`` and readable labels: integers, no minor ticks, and a label only where it keeps
+    ``min_gap`` (a fraction of the axis length) from its labelled neighbours, the first and
+    the last always labelled.  Returns the labelled ticks."""
+    import numpy as np
+    from matplotlib.ticker import NullLocator
+
+    ticks = sorted({float(t) for t in ticks})
+    getattr(ax, f"set_{axis}scale")("symlog", linthresh=linthresh)
+    where = getattr(ax, f"{axis}axis").get_transform().transform(np.asarray(ticks))
+    span = (where[-1] - where[0]) or 1.0
+    shown = [0] if ticks else []
+    for i in range(1, len(ticks) - 1):
+        if where[i] - where[shown[-1]] >= min_gap * span and where[-1] - where[i] >= min_gap * span:
+            shown.append(i)
+    if len(ticks) > 1:
+        shown.append(len(ticks) - 1)
+    labels = [f"{t:g}" if i in shown else "" for i, t in enumerate(ticks)]
+    getattr(ax, f"set_{axis}ticks")(ticks, labels)
+    getattr(ax, f"{axis}axis").set_minor_locator(NullLocator())
+    return [ticks[i] for i in shown]
+
+
+def format_table(frame, digits: int = 3, percent: tuple = (), na: str = "–"):
+    """A pandas Styler for the book: integers with thousands separators, floats to ``digits``
+    decimals (whole-valued float columns, such as ``t_w`` with gaps, without decimals; the
+    columns in ``percent`` as percentages), missing values as ``na``, and no
+    index column (put what identifies a row in a column)."""
+    import pandas as pd
+
+    formats = {}
+    for column in frame.columns:
+        kind = frame[column].dtype
+        if column in percent:
+            formats[column] = "{:.%d%%}" % max(digits - 2, 0)
+        elif pd.api.types.is_integer_dtype(kind):
+            formats[column] = "{:,}"
+        elif pd.api.types.is_float_dtype(kind):  # whole numbers with NaN (t_w, n_train) stay whole
+            whole = frame[column].dropna().map(float.is_integer).all()
+            formats[column] = "{:,.0f}" if whole else "{:,.%df}" % digits
+    return frame.style.format(formats, na_rep=na).hide(axis="index").set_table_attributes('class="dataframe"')

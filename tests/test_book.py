@@ -235,3 +235,360 @@ def test_committed_notebooks_match_the_book():
             if cell.cell_type == "code" and cell.outputs:
                 assert cell.source.lstrip().startswith(CHECK_MARK), \
                     f"{source.name}: outputs committed in a cell nbval does not check"
+
+
+# --- No machine paths, one repository address, the citation files ---------------------------
+
+#: Absolute paths of this machine that must never reach a page: this checkout, the virtual
+#: environment, and the usual roots of local folders.
+_LOCAL = re.compile(r"(?<![\w.~/-])/(?:work|tmp|home|root|Users|var/folders)/[\w.-]")
+
+
+def _local_paths(text: str) -> list[str]:
+    found = {m.group(0) for m in _LOCAL.finditer(text)}
+    for own in {str(REPO), str(REPO.resolve()), sys.prefix, str(Path(sys.prefix).resolve())}:
+        if own in text:
+            found.add(own)
+    return sorted(found)
+
+
+def test_no_local_paths_in_the_book(built_book):
+    """No page shows a path of the machine that built it: not in the injected parameters,
+    the captions, the outputs, nor the API's signatures."""
+    result, _, html = built_book
+    assert result.returncode == 0, "the book did not build (see test_book_builds_strictly)"
+    pages = sorted(html.rglob("*.html"))
+    assert len(pages) >= len(toc_pages())
+    problems = []
+    for page in pages:
+        text = page.read_text(errors="replace")
+        for path in _local_paths(text):
+            at = text.index(path)
+            problems.append(f"{page.relative_to(html)}: {path!r} in ...{text[max(0, at - 80):at + 80]!r}...")
+    assert not problems, "local paths in the built book:\n" + "\n".join(problems)
+
+
+def test_no_local_paths_in_the_notebooks():
+    """What the Colab buttons open (book/*.ipynb) and the sources carry no path of this
+    machine, and the parameters injected by papermill are portable."""
+    import nbformat
+
+    from needle_core.book import portable
+
+    problems = []
+    for path in sorted((REPO / "book").glob("*.ipynb")) + sorted((REPO / "notebooks").glob("*.ipynb")):
+        text = path.read_text()
+        problems += [f"{path.relative_to(REPO)}: {p!r}" for p in _local_paths(text)]
+        injected = nbformat.reads(text, as_version=4).metadata.get("papermill", {}).get("parameters", {})
+        try:
+            if portable(injected) != injected:
+                problems.append(f"{path.relative_to(REPO)}: injected parameters with absolute paths: {injected}")
+        except ValueError as err:
+            problems.append(f"{path.relative_to(REPO)}: {err}")
+    assert not problems, "\n".join(problems)
+
+
+def test_injected_parameters_are_portable(tmp_path):
+    from needle_core.book import portable
+
+    assert portable({"results_dir": tmp_path / "runs" / "cpu", "overrides": {"dataset": f"folder:{tmp_path}/d.tar.gz",
+                                                                            "seeds": [0, 1], "lr": 0.1}}, tmp_path) \
+        == {"results_dir": "runs/cpu", "overrides": {"dataset": "folder:d.tar.gz", "seeds": [0, 1], "lr": 0.1}}
+    assert portable({"results_dir": "runs/cpu", "overrides": {"dataset": "cifar10"}}) \
+        == {"results_dir": "runs/cpu", "overrides": {"dataset": "cifar10"}}
+    with pytest.raises(ValueError, match="outside"):
+        portable({"overrides": {"data_root": "/somewhere/else"}}, tmp_path)
+
+
+def _github_links(text: str) -> set[str]:
+    return set(re.findall(r"https://github\.com/[\w.-]+/[\w-]+(?:\.[\w-]+)*", text))
+
+
+#: GitHub repositories other than ours that pages may name (the authors' code).
+_OTHER_REPOSITORIES = {"https://github.com/sdascoli/anarchitectural-search"}
+
+
+def test_one_repository_address():
+    """needle_core.notebook.REPOSITORY is the only address of the repository: _config.yml,
+    CITATION.cff, the BibTeX, pyproject and every install line agree with it."""
+    import yaml
+
+    from needle_core import book
+    from needle_core.notebook import BRANCH, INSTALL, PATH_TO_BOOK, REPOSITORY
+
+    config = yaml.safe_load((REPO / "_config.yml").read_text())
+    assert config["repository"] == {"url": REPOSITORY, "path_to_book": PATH_TO_BOOK, "branch": BRANCH}
+    assert yaml.safe_load((REPO / "CITATION.cff").read_text())["repository-code"] == REPOSITORY
+    assert book.sync_links(check=True) == [], "run `python -m needle_core.book --sync-links`"
+    files = book.link_files() + [REPO / "CITATION.cff", REPO / "pyproject.toml", REPO / "book" / "references.bib"]
+    for path in files:
+        text = path.read_text()
+        links = _github_links(text) - _OTHER_REPOSITORIES
+        assert links <= {REPOSITORY}, f"{path.relative_to(REPO)} names another repository: {links - {REPOSITORY}}"
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        assert INSTALL.replace('"', '\\"') in path.read_text(), f"{path.name} has no install line {INSTALL}"
+
+
+def test_buttons_of_the_built_book_point_at_the_repository(built_book):
+    """The Colab button of every notebook page opens that page's executed copy in the
+    repository; the repository button opens the repository."""
+    from needle_core.notebook import REPOSITORY, colab_url
+
+    result, _, html = built_book
+    assert result.returncode == 0, "the book did not build (see test_book_builds_strictly)"
+    notebooks = {p.stem for p in (REPO / "book").glob("*.ipynb")}
+    for page in toc_pages():
+        text = (html / f"{page}.html").read_text()
+        colab = set(re.findall(r'href="(https://colab\.research\.google\.com/[^"]*)"', text))
+        if page in notebooks:
+            assert colab == {colab_url(f"{page}.ipynb")}, f"{page}.html: Colab links {colab}"
+        else:
+            assert not colab, f"{page}.html is not a notebook but has Colab links {colab}"
+        assert f'href="{REPOSITORY}"' in text, f"{page}.html: no repository button to {REPOSITORY}"
+        assert _github_links(text) - _OTHER_REPOSITORIES <= {REPOSITORY}
+
+
+def test_citation_files():
+    import yaml
+
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    paper = cff["preferred-citation"]
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT"
+    assert [a["family-names"] for a in paper["authors"]] == ["d'Ascoli", "Sagun", "Bruna", "Biroli"]
+    assert (paper["year"], paper["start"], paper["end"]) == (2019, 9334, 9345)
+    assert "1906.06766" in paper["url"]
+    licence = (REPO / "LICENSE").read_text()
+    assert licence.startswith("MIT License") and "the needle authors" in licence
+    import tomllib
+
+    assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["license"] == "MIT"
+    bib = (REPO / "book" / "references.bib").read_text().strip()
+    page = (REPO / "book" / "citing.md").read_text()
+    assert f"```bibtex\n{bib}\n```" in page, "book/citing.md shows another BibTeX than book/references.bib"
+
+
+#: Pages whose "paper.md §N" references their owners convert in their own change sets.
+_PAPER_MD_PENDING = {"intro.md", "preregistration.md"}
+
+
+def test_paper_notes_references_resolve():
+    """Pages refer to the paper notes (book/paper_notes.md), never to a file the repository
+    does not have."""
+    pages = sorted((REPO / "book").glob("*.md")) + sorted((REPO / "notebooks").glob("0*.ipynb"))
+    pages = [p for p in pages if p.name not in _PAPER_MD_PENDING]
+    stale = [p.relative_to(REPO).as_posix() for p in pages if "paper.md" in p.read_text()]
+    assert not stale, f"pages that still cite paper.md: {stale}"
+
+
+# --- Colab, simulated -------------------------------------------------------------------------
+
+def _torch_only(folder: Path) -> Path:
+    """A folder of links to torch and the distributions it needs (nothing else of this
+    environment), to put on a fresh virtual environment's path: Colab's preinstalled torch,
+    without downloading gigabytes of wheels."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: dict[str, metadata.Distribution] = {}
+
+    def add(name: str, extras: frozenset = frozenset()):
+        dist = metadata.distribution(name)
+        key = canonicalize_name(dist.metadata["Name"])
+        new = key not in seen
+        seen[key] = dist
+        for text in dist.requires or []:
+            req = Requirement(text)
+            wanted = req.marker is None or any(req.marker.evaluate({"extra": e}) for e in {"", *extras})
+            if wanted and (new or (req.marker is not None and "extra" in str(req.marker))):
+                if canonicalize_name(req.name) not in seen or req.extras:
+                    add(req.name, frozenset(req.extras))
+
+    add("torch")
+    folder.mkdir()
+    for dist in seen.values():
+        site = Path(dist.locate_file(""))
+        for top in {Path(f).parts[0] for f in dist.files or [] if not str(f).startswith("..")}:
+            if not (folder / top).exists() and (site / top).exists():
+                (folder / top).symlink_to(site / top)
+    return folder
+
+
+def _colab_environment(tmp: Path) -> tuple[Path, dict]:
+    """A fresh virtual environment with torch only, then the package installed from a wheel
+    built from its sdist, with what runs a notebook (papermill, ipykernel); returns its
+    Python and the environment variables that keep it away from this checkout."""
+    dist = tmp / "dist"
+    from setuptools import build_meta  # noqa: F401  (the build backend of pyproject.toml)
+
+    subprocess.run([sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_sdist({str(dist)!r})"],
+                   cwd=REPO, check=True, capture_output=True, timeout=300)
+    (sdist,) = dist.glob("needle_core-*.tar.gz")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist),
+                    str(sdist)], check=True, capture_output=True, timeout=300)
+    (wheel,) = dist.glob("needle_core-*.whl")
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "colab_torch.pth").write_text(str(_torch_only(tmp / "torch-only")) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "JUPYTER", "MPL"))}
+    env.update(PATH=f"{venv / 'bin'}:/usr/bin:/bin", JUPYTER_DATA_DIR=str(tmp / "jupyter"),
+               JUPYTER_CONFIG_DIR=str(tmp / "jupyter-config"), HOME=str(tmp / "home"))
+    (tmp / "home").mkdir()
+    installed = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel),
+                                "papermill", "ipykernel"], env={**env, "PIP_CACHE_DIR": os.environ.get(
+                                    "PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))},
+                               capture_output=True, text=True, timeout=1200)
+    assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
+    where = subprocess.run([str(python), "-c", "import needle_core, torch; print(needle_core.__file__); "
+                            "print(torch.__version__)"], env=env, cwd=tmp, capture_output=True, text=True, check=True)
+    assert where.stdout.startswith(str(venv)), f"needle_core is not the installed wheel: {where.stdout}"
+    return python, env
+
+
+def _papermill(python: Path, env: dict, notebook: Path, out: Path, cwd: Path, parameters: dict | None = None):
+    import json
+
+    cmd = [str(python), "-m", "papermill", str(notebook), str(out), "-k", "python3", "--cwd", str(cwd),
+           "--no-progress-bar", "-y", json.dumps(parameters or {})]
+    start = time.perf_counter()
+    result = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, f"{notebook.name} failed as on Colab:\n{result.stderr[-6000:]}"
+    return time.perf_counter() - start
+
+
+@pytest.mark.colab
+def test_colab_simulation(tmp_path):
+    """The book's notebooks as Colab runs them: a fresh environment with torch only, the
+    package installed from its sdist, papermill in a folder outside the repository.
+
+    1. ``02_training_curves`` at its defaults trains the smoke profile (synthetic data).
+    2. ``03_switch_time`` as the book's Colab button opens it (``book/``, its injected
+       parameters) re-plots published results from a local copy, without training: the
+       repository's own store when the page reads one it ships (``runs/cpu``), else the
+       store of step 1 with its checkpoints removed, as a published store is.
+    """
+    import json
+    import shutil
+
+    import nbformat
+
+    python, env = _colab_environment(tmp_path)
+    timings = {}
+    colab = tmp_path / "colab"  # Colab's working folder
+    colab.mkdir()
+    timings["train smoke (02)"] = _papermill(python, env, REPO / "notebooks" / "02_training_curves.ipynb",
+                                             colab / "02.ipynb", colab)
+    smoke = colab / "runs" / "smoke"
+    assert len(list(smoke.glob("runs/*/*/metrics.parquet"))) == 16
+
+    page = REPO / "book" / "03_switch_time.ipynb"
+    injected = nbformat.read(page, as_version=4).metadata.get("papermill", {}).get("parameters", {})
+    shipped = REPO / (injected.get("results_dir") or f"runs/{injected.get('profile', 'smoke')}")
+    fresh = tmp_path / "colab-2"
+    fresh.mkdir()
+    if injected.get("profile", "smoke") != "smoke" and (shipped / "config.json").is_file():
+        parameters, store = {}, fresh / shipped.relative_to(REPO)
+        shutil.copytree(shipped, store, ignore=shutil.ignore_patterns("*.pt", "*.ckpt"))
+    else:  # the book was executed on smoke (a store nobody publishes): publish step 1's store
+        parameters, store = {"profile": "smoke", "results_dir": None, "overrides": {}}, fresh / "runs" / "smoke"
+        shutil.copytree(smoke, store, ignore=shutil.ignore_patterns("*.pt", "*.ckpt"))
+    before = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
+    timings["re-plot published (03)"] = _papermill(python, env, page, fresh / "03.ipynb", fresh, parameters)
+    after = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
+    assert after == before, "re-plotting the published results wrote to the store (it trained?)"
+    executed = nbformat.read(fresh / "03.ipynb", as_version=4)
+    assert sum(o.get("output_type") == "display_data" for c in executed.cells for o in c.get("outputs", [])) >= 1
+    print(json.dumps({k: round(v, 1) for k, v in timings.items()}))
+    assert timings["re-plot published (03)"] < 120
+
+
+def test_published_results_are_fetched_outside_a_clone(tmp_path, monkeypatch):
+    """Off a clone (Colab), a published store that is missing comes from the repository's
+    archive: its tables and JSON only (no checkpoints), nothing outside it."""
+    import io
+    import tarfile
+
+    from needle_core import notebook
+
+    archive = tmp_path / "needle-main.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in {"needle-main/runs/cpu/config.json": b"{}",
+                           "needle-main/runs/cpu/runs/a/cnn/metrics.parquet": b"PAR1",
+                           "needle-main/runs/cpu/runs/a/cnn/final.pt": b"weights",
+                           "needle-main/runs/cpu-lr/config.json": b"{}",
+                           "needle-main/README.md": b"readme"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    colab = tmp_path / "colab"
+    colab.mkdir()
+    monkeypatch.chdir(colab)
+    assert notebook.checkout_root() is None
+    assert notebook.checkout_root(REPO / "notebooks") == REPO
+    monkeypatch.setattr(notebook, "archive_url", lambda: str(archive))
+    root = notebook.results_root("runs/cpu")
+    assert root == Path("runs/cpu")
+    assert sorted(p.relative_to(colab).as_posix() for p in colab.rglob("*") if p.is_file()) == \
+        ["runs/cpu/config.json", "runs/cpu/runs/a/cnn/metrics.parquet"]
+    assert notebook.results_root("runs/smoke") == Path("runs/smoke") and not (colab / "runs" / "smoke").exists()
+    assert notebook.colab_url("02_training_curves.ipynb") == (
+        "https://colab.research.google.com/github/" + notebook.REPOSITORY.removeprefix("https://github.com/")
+        + "/blob/main/book/02_training_curves.ipynb")
+
+
+def test_published_stores_are_the_ones_git_keeps():
+    """notebook.PUBLISHED names the stores .gitignore lets through (``!runs/<name>/``)."""
+    from needle_core.notebook import PUBLISHED
+
+    kept = re.findall(r"^!(runs/[\w.-]+)/$", (REPO / ".gitignore").read_text(), flags=re.M)
+    assert sorted(kept) == sorted(PUBLISHED)
+
+
+_FIGURES = """() => [...document.querySelectorAll('.cell_output img, figure img')].map(img => {
+    const box = img.getBoundingClientRect();
+    return {src: img.currentSrc || img.src, width: box.width, height: box.height,
+            natural: [img.naturalWidth, img.naturalHeight], declared: Number(img.getAttribute('width')) || parseFloat(img.style.width) || 0};
+})"""
+
+
+#: Pages whose notebooks do not start with needle_core.notebook.start() yet (their owners'
+#: change sets): the phone check applies to them, the HiDPI one not.
+_NOT_YET_RETINA = {"scorecard"}
+
+
+def test_figures_on_a_phone_and_a_hidpi_screen(served_book):
+    """On a 390-px phone every figure fits the screen with its aspect ratio kept; figures
+    carry at least twice the pixels they are shown with (sharp on HiDPI screens)."""
+    if not CHROMIUM.exists():
+        _skip_or_fail(f"no Chromium at {CHROMIUM}: run `make browser` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    problems, seen = [], 0
+    notebooks = {p.stem for p in (REPO / "book").glob("*.ipynb")}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=3)
+            for name in (p for p in toc_pages() if p in notebooks):
+                page.goto(f"{served_book}/{name}.html", wait_until="load")
+                page.evaluate(_IMAGES)  # load every image
+                for fig in page.evaluate(_FIGURES):
+                    if not fig["natural"][0] or not fig["width"]:
+                        continue
+                    seen += 1
+                    ratio = (fig["height"] / fig["width"]) / (fig["natural"][1] / fig["natural"][0])
+                    if fig["width"] > 390 or abs(ratio - 1) > 0.03:
+                        problems.append(f"{name}.html: {fig['src'][-20:]} shown {fig['width']:.0f}x{fig['height']:.0f} "
+                                        f"from {fig['natural']} (aspect off by {ratio - 1:+.0%} or wider than the phone)")
+                    elif name not in _NOT_YET_RETINA and \
+                            (not fig["declared"] or fig["natural"][0] < 1.9 * fig["declared"]):
+                        problems.append(f"{name}.html: {fig['src'][-20:]} has {fig['natural'][0]} px for "
+                                        f"{fig['declared']} CSS px (or no display size): not sharp on a HiDPI screen")
+        finally:
+            browser.close()
+    assert seen, "no figure found"
+    assert not problems, "\n".join(problems)

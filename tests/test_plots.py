@@ -35,3 +35,29 @@ def test_band_caption_and_legend():
                     "wall time: 1.2 min · seeds: 3")
     assert text in [t.get_text() for t in fig.texts]
     plt.close(fig)
+
+
+def test_symlog_epochs_labels_do_not_crowd():
+    plots.use_style()
+    fig, ax = plt.subplots()
+    ax.plot([0, 100], [0, 1])
+    grid = [0, 1, 2, 3, 4, 5, 6, 8, 11, 14, 18, 23, 29, 37, 48, 61, 78, 100]  # the paper's evaluation epochs
+    shown = plots.symlog_epochs(ax, grid)
+    assert ax.get_xscale() == "symlog"
+    assert shown[0] == 0 and shown[-1] == 100 and 3 <= len(shown) < len(grid)
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert len(labels) == len(grid) and sum(bool(s) for s in labels) == len(shown)
+    assert all(s in ("", "0", "1", "100") or s.isdigit() for s in labels)  # integers, no 10^x
+    assert len(ax.xaxis.get_minor_locator().tick_values(0, 100)) == 0
+    plt.close(fig)
+
+
+def test_format_table():
+    import pandas as pd
+
+    frame = pd.DataFrame({"layer": ["conv1", "total"], "weights": [110_606_602, 143_178], "δ": [0.07412, float("nan")],
+                          "t_w": [2.0, float("nan")]})
+    html = plots.format_table(frame).to_html()
+    assert "110,606,602" in html and "0.074" in html and "–" in html
+    assert ">2<" in html and "2.000" not in html
+    assert "row_heading" not in html  # no index column
