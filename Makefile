@@ -1,8 +1,9 @@
 # needle: every command sets itself up first (a virtual environment in .venv).
 #   make book        environment + install + render the book from the executed notebooks
-#   make test        environment + install + every test (unit, notebooks, book build, browser)
+#   make test        environment + install + every test (unit, notebooks, book build, browser),
+#                    then the notebook checks again on another CPU code path
 #   make reproduce PROFILE=cpu   re-run the sweeps and notebooks of a profile into book/
-#   make test-other-cpu  the notebook checks again, retrained on another CPU code path (CI runs it)
+#   make test-other-cpu  the notebook checks again, retrained on another CPU code path (part of make test)
 #   make test-colab      the Colab simulation: fresh venv, torch only, the package from its sdist (PyPI)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -34,12 +35,13 @@ reproduce: setup
 
 test: setup browser
 	$(PY) -m pytest
+	$(MAKE) test-other-cpu
 
 # The notebooks' checked numbers must hold on any machine (issue 12): retrain the smoke stores
 # (scratch, ignored by git) with other CPU kernels (avx2 where the default is avx512, else the
 # scalar ones) and 2 threads for what the notebooks compute themselves (the sweeps train with
 # their profile's thread count), and check every notebook again.
-OTHER_CPU := $(shell $(PY) -c "import torch; print('avx2' if 'AVX512' in torch.backends.cpu.get_cpu_capability() else 'default')" 2>/dev/null)
+OTHER_CPU = $(shell $(PY) -c "import torch; print('avx2' if 'AVX512' in torch.backends.cpu.get_cpu_capability() else 'default')" 2>/dev/null)
 test-other-cpu: setup
 	rm -rf runs/smoke runs/smoke-ntrain
 	ATEN_CPU_CAPABILITY=$(OTHER_CPU) OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $(PY) -m pytest notebooks -q -p no:cacheprovider
