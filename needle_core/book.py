@@ -177,22 +177,32 @@ def refresh_checked_outputs(notebook_path: str | Path, executed_path: str | Path
     return updated
 
 
-def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: str | Path = BOOK, *,
-                results_dir: str | Path | None = None, overrides: dict | None = None, **kwargs) -> list[Path]:
-    """Execute every notebook of ``notebooks_dir`` (sorted by name) into ``book_dir``.
+#: The pages this edition of the book renders with each run profile (the others, with their
+#: smoke defaults): ``reproduce --profile P`` re-executes exactly these.  The CPU campaign has
+#: no eLCN branches, no landscape yet and one n_train, so pages 5-7 stay on smoke.
+EDITION = {"cpu": ("02_training_curves", "03_switch_time", "04_deviation", "scorecard")}
 
-    Each notebook is offered ``profile`` (and ``results_dir``, the sweep's result store, and
-    ``overrides``, the config fields changed from the profile, when given) and gets those its
-    ``parameters`` cell defines; the others run with their defaults.  Extra keyword
-    arguments go to :func:`execute`.  Returns the executed copies.
+
+def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: str | Path = BOOK, *,
+                results_dir: str | Path | None = None, overrides: dict | None = None, train: bool = True,
+                **kwargs) -> list[Path]:
+    """Execute the notebooks of ``notebooks_dir`` (sorted by name) into ``book_dir``: those
+    :data:`EDITION` renders with ``profile``, or every one for a profile it does not list.
+
+    Each notebook is offered ``profile`` (and ``results_dir``, the sweep's result store,
+    ``overrides``, the config fields changed from the profile, when given, and ``train``:
+    False to read only the runs the store has) and gets those its ``parameters`` cell
+    defines; the others run with their defaults.  Extra keyword arguments go to
+    :func:`execute`.  Returns the executed copies.
     """
-    offered = {"profile": profile}
+    offered = {"profile": profile, "train": train}
     if results_dir is not None:
         offered["results_dir"] = results_dir  # made relative by execute()
     if overrides:
         offered["overrides"] = dict(overrides)
+    pages = EDITION.get(profile)
     return [execute(notebook, Path(book_dir) / notebook.name, notebook_parameters(notebook, **offered), **kwargs)
-            for notebook in sorted(Path(notebooks_dir).glob("*.ipynb"))]
+            for notebook in sorted(Path(notebooks_dir).glob("*.ipynb")) if pages is None or notebook.stem in pages]
 
 
 def notebook_parameters(notebook_path: str | Path, **offered) -> dict:

@@ -102,8 +102,16 @@ def main(argv: list[str] | None = None) -> int:
             for task in sweep.tasks(only):
                 print(task.spec.run, "<-", ", ".join(task.needs) or "-")
             return 0
+        train = not (args.command == "reproduce" and sweep.missing_data is not None)
+        if not train:  # a clone without the data set: re-render what the store has, train nothing
+            print(f"warning: {sweep.missing_data}\n  re-rendering the finished runs of {root} only; the missing ones "
+                  f"need that data set (then: python -m needle_core sweep --profile {config.name} "
+                  f"--set dataset=folder:/path/to/it).", file=sys.stderr)
         try:
-            sweep.run(progress=True, only=only)
+            if train:
+                sweep.run(progress=True, only=only)
+            else:
+                sweep.statuses = {run: "finished" for run in sweep.store.finished_runs()}
         except RunsFailed as error:
             failed = error
     except (ValueError, DatasetNotFound) as err:
@@ -118,12 +126,12 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exception(error, file=sys.stderr)
         parser.exit(1, f"error: {failed}\n" + "".join(f"  {run}: {_one_line(error)}\n"
                                                       for run, error in sorted(failed.errors.items())))
-    if not counts.keys() & {"done", "finished"}:
+    if train and not counts.keys() & {"done", "finished"}:
         parser.exit(1, "error: no run of the sweep finished (every run diverged): see the runs' provenance.json\n")
     if args.command == "reproduce":
         from .book import execute_all
 
-        execute_all(args.profile, results_dir=str(root), overrides=overrides_of(config))
+        execute_all(args.profile, results_dir=str(root), overrides=overrides_of(config), train=train)
     return 0
 
 

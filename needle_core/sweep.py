@@ -167,6 +167,7 @@ class Sweep:
                 raise ValueError(f"unknown executor {executor!r}: choose one of {sorted(EXECUTORS)}.")
             executor = EXECUTORS[executor]
         self.executor = executor
+        self.missing_data: Exception | None = None  # set when the data set is not on this machine
         self.digest = self._digest()
         self._check_store()
 
@@ -190,7 +191,7 @@ class Sweep:
                                               if k not in _NOT_IN_DIGEST)
             if not same:
                 raise
-            self._missing_data = missing
+            self.missing_data = missing
             return record["digest"]
 
     def _check_store(self, running: str | None = None) -> None:
@@ -262,9 +263,9 @@ class Sweep:
     def _may_write(self, todo: list[str]) -> None:
         """Before training anything: the data set is here, a published store is written from
         a committed tree only, and the store records this config."""
-        if getattr(self, "_missing_data", None) is not None:
+        if self.missing_data is not None:
             raise ValueError(f"{len(todo)} runs of {self.store.root} still need training, on the data set it was made "
-                             f"from ({self.record['dataset_identity']}), which is not here: {self._missing_data}") \
+                             f"from ({self.record['dataset_identity']}), which is not here: {self.missing_data}") \
                 from None
         commit = git_commit()
         if commit and commit.endswith("-dirty") and published(self.store.root) and not self.allow_dirty:

@@ -5,6 +5,7 @@ written from committed code only."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 import subprocess
 
 import pandas as pd
@@ -133,3 +134,24 @@ def test_a_clone_without_the_data_reads_the_store_and_refuses_only_to_train(tmp_
         tar.add(tree / "train", arcname="train")
     with pytest.raises(ValueError, match="another data set"):
         Sweep(config, store)
+
+
+def test_reproduce_on_a_clone_without_the_data_renders_the_edition_pages_read_only(tmp_path, monkeypatch, capsys):
+    """``reproduce --profile cpu`` on a clone (the published store, no data set, no
+    checkpoints) trains nothing and re-executes the pages the edition renders with that
+    profile, asking them to read only (train=False)."""
+    from needle_core import book, cli
+
+    store = tmp_path / "store"
+    config = tiny(dataset=f"folder:{tmp_path / 'gone.tar.gz'}", name="smoke")
+    record = dict(config=config.to_dict(), digest="0123456789", dataset_identity="sha256:feed")
+    store.mkdir()
+    (store / "config.json").write_text(__import__("json").dumps(record))
+    monkeypatch.setattr(Sweep, "run", lambda *a, **k: pytest.fail("reproduce trained"))
+    calls = []
+    monkeypatch.setattr(book, "execute", lambda src, dst, params, **kw: calls.append((Path(src).stem, params)))
+    monkeypatch.setattr(book, "EDITION", {"smoke": ("02_training_curves", "scorecard")})
+    assert cli.main(["reproduce", "--profile", "smoke", "--out", str(store)]) == 0
+    assert [name for name, _ in calls] == ["02_training_curves", "scorecard"]
+    assert all(params["train"] is False for _, params in calls)
+    assert "re-rendering the finished runs" in capsys.readouterr().err
