@@ -195,12 +195,12 @@ def test_execute_all_passes_profile_only_to_notebooks_that_take_it(tmp_path):
     _notebook(sources / "02_b.ipynb", 'profile = "smoke"\nresults_dir = "runs/smoke"',
               "import os; print(profile, results_dir, os.getcwd())")
     _notebook(sources / "01_a.ipynb", "n = 1", "print(n)")
-    paths = book.execute_all("cpu", sources, out, results_dir="runs/cpu", cwd=tmp_path)
+    paths = book.execute_all("paper", sources, out, results_dir="runs/paper", cwd=tmp_path)  # a profile the edition renders no page with: all
     assert [p.name for p in paths] == ["01_a.ipynb", "02_b.ipynb"]
     a, b = (nbformat.read(p, as_version=4) for p in paths)
     assert a.cells[-1].outputs[0].text == "1\n" and a.metadata.papermill.parameters == {}
-    assert b.cells[-1].outputs[0].text == f"cpu runs/cpu {tmp_path}\n"  # injected parameters, cwd as asked
-    assert b.metadata.papermill.parameters == {"profile": "cpu", "results_dir": "runs/cpu"}
+    assert b.cells[-1].outputs[0].text == f"paper runs/paper {tmp_path}\n"  # injected parameters, cwd as asked
+    assert b.metadata.papermill.parameters == {"profile": "paper", "results_dir": "runs/paper"}
     assert not list(out.glob(".*")), "temporary files left in the book folder"
 
 
