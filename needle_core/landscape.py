@@ -7,7 +7,8 @@ at the end of its budget) and ``FCN`` (the baseline trained from scratch). Two p
 ``cnn-efcn`` and ``efcn-fcn``, each followed by the methods of :mod:`needle_core.interpolate`
 (``linear`` and ``string`` by default). Results go to ``<root>/landscape/<group>-t<t_w>.parquet``
 (one file per seed and switch time, written atomically: a killed measurement resumes at the
-next missing file).
+next missing file), each with its provenance ``<group>-t<t_w>.json`` (the config's digest,
+the measurement's settings, git commit, versions, machine, wall time).
 
 Measuring needs the final and switch checkpoints, which only the machine that trained the
 sweep has (checkpoints are not committed); reading needs nothing but the Parquet files::
@@ -16,6 +17,7 @@ sweep has (checkpoints are not committed); reading needs nothing but the Parquet
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -24,10 +26,11 @@ import torch
 from .config import SweepConfig
 from .embedding import embed
 from .interpolate import barrier, scan, string
-from .io import atomic_write_bytes, parquet_bytes
+from .io import atomic_write_bytes, atomic_write_json, parquet_bytes
 from .models import cnn, fcn
 from .run import RunSpec, resolve_device
-from .store import ResultStore
+from .store import ResultStore, environment
+from .sweep import Sweep
 
 #: The two paths: (name, first endpoint, second endpoint).
 PATHS = (("cnn-efcn", "CNN@t_w", "eFCN"), ("efcn-fcn", "eFCN", "FCN"))
@@ -45,7 +48,7 @@ def _network(spec: RunSpec, state: dict, shape, classes: int, device, kind: str)
     return model.to(device).eval()
 
 
-def _endpoints(store: ResultStore, config: SweepConfig, base: dict, t: int, data, device) -> dict:
+def _endpoints(store: ResultStore, base: dict, t: int, data, device) -> dict:
     """``{"CNN@t_w", "eFCN", "FCN"}`` networks of one seed and switch time, or a ValueError
     naming the run whose weights are missing (diverged, or checkpoints not on this machine)."""
     shape, classes = data.input_shape, data.num_classes
@@ -80,7 +83,8 @@ def measure(config: SweepConfig, root, switch_times: list[int], seeds: list[int]
     """
     from .data import load
 
-    store, device = ResultStore(root), resolve_device(config.device)
+    sweep = Sweep(config, root)  # refuses a store made by another config
+    store, device = sweep.store, resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     out_dir = Path(root) / "landscape"
@@ -97,8 +101,15 @@ def measure(config: SweepConfig, root, switch_times: list[int], seeds: list[int]
                         if data is None:
                             data = load(config.dataset, config.data_root, n_train=n_train, n_test=config.n_test,
                                         seed=seed, device=device)
-                        rows = _scan_all(_endpoints(store, config, base, t, data, device), data, config, methods,
+                        tick = time.perf_counter()
+                        rows = _scan_all(_endpoints(store, base, t, data, device), data, config, methods,
                                          n_points, string_points, string_steps, spring, n_eval)
+                        settings = dict(methods=list(methods), n_points=n_points, string_points=string_points,
+                                        string_steps=string_steps, spring=spring, n_eval=n_eval)
+                        # the record before the rows: killed in between, the rows are missing and measured again
+                        atomic_write_json(path.with_suffix(".json"), dict(
+                            config_digest=sweep.digest, **base, switch_time=t, settings=settings,
+                            wall_time_s=time.perf_counter() - tick, **environment(device)))
                         atomic_write_bytes(path, parquet_bytes(rows.assign(**base, switch_time=t)))
                         if progress:
                             print(f"landscape {path.name}: {len(rows)} rows", flush=True)

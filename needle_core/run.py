@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -143,8 +144,6 @@ def recreate_switch_checkpoints(branch: RunSpec, config: SweepConfig, store: Res
     Returns the largest |difference| between the re-trained trunk's evaluations and those
     recorded in the store (0.0 on the machine that made them; CPU kernels of another
     processor can differ in the last bits, which a warning then reports)."""
-    import warnings
-
     trunk = dataclasses.replace(branch, role="cnn", switch_time=None, lr_after=None)
     recorded = store.metrics(trunk.run)
     recorded = {(r.epoch, r.metric): r.value for r in recorded.itertuples() if r.metric.endswith("_acc")}

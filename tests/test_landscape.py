@@ -1,4 +1,6 @@
 """The landscape measurement: stored once as tidy rows, resumable, read without checkpoints."""
+import json
+
 import pandas as pd
 import pytest
 
@@ -25,6 +27,21 @@ def test_barriers_of_both_paths_and_methods(store):
     # The path eFCN → FCN starts where CNN@t_w → eFCN ends.
     ends = frame.set_index(["path", "method"])
     assert ends.loc[("cnn-efcn", "linear"), "loss_b"] == pytest.approx(ends.loc[("efcn-fcn", "linear"), "loss_a"])
+
+
+def test_each_scan_has_its_provenance(store):
+    [record] = (store / "landscape").glob("*.json")
+    prov = json.loads(record.read_text())
+    assert prov["config_digest"] == CONFIG.digest() and prov["seed"] == 0 and prov["switch_time"] == 2
+    assert prov["settings"] == dict(methods=["linear", "string"], n_points=3, string_points=3, string_steps=2,
+                                    spring=0.5, n_eval=100)
+    assert prov["wall_time_s"] > 0 and "git_commit" in prov and prov["torch"]
+
+
+def test_refuses_a_store_of_another_config(store):
+    other = make_config("smoke", {"seeds": [0], "switch_times": [0, 2], "lr": 0.05})
+    with pytest.raises(ValueError, match="another config"):
+        landscape.measure(other, store, [2], progress=False)
 
 
 def test_measure_resumes_and_reads_without_checkpoints(store):
