@@ -8,7 +8,9 @@ at the end of its budget) and ``FCN`` (the baseline trained from scratch). Two p
 (``linear`` and ``string`` by default). Results go to ``<root>/landscape/<group>-t<t_w>.parquet``
 (one file per seed and switch time, written atomically: a killed measurement resumes at the
 next missing file), each with its provenance ``<group>-t<t_w>.json`` (the config's digest,
-the measurement's settings, git commit, versions, machine, wall time).
+the measurement's settings, git commit, versions, machine, wall time). Where the eFCN
+(or its trunk) diverged there is no basin to measure: the record gives that status and no
+rows are written.
 
 Measuring needs the final and switch checkpoints, which only the machine that trained the
 sweep has (checkpoints are not committed); reading needs nothing but the Parquet files::
@@ -17,6 +19,7 @@ sweep has (checkpoints are not committed); reading needs nothing but the Parquet
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -96,7 +99,15 @@ def measure(config: SweepConfig, root, switch_times: list[int], seeds: list[int]
                     data = None
                     for t in switch_times:
                         path = out_dir / f"{RunSpec('cnn', **base).group}-t{t}.parquet"
-                        if path.exists():
+                        record = path.with_suffix(".json")
+                        if path.exists() or (record.exists() and json.loads(record.read_text())["status"] != "done"):
+                            continue
+                        branch = store.run_provenance(RunSpec("efcn", **base, switch_time=t).run)
+                        if branch is not None and branch["status"] in ("diverged", "trunk_diverged"):  # no basin
+                            atomic_write_json(record, dict(config_digest=sweep.digest, **base, switch_time=t,
+                                                           status=branch["status"], **environment(device)))
+                            if progress:
+                                print(f"landscape {path.name}: the eFCN diverged, nothing to measure", flush=True)
                             continue
                         if data is None:
                             data = load(config.dataset, config.data_root, n_train=n_train, n_test=config.n_test,
@@ -107,8 +118,8 @@ def measure(config: SweepConfig, root, switch_times: list[int], seeds: list[int]
                         settings = dict(methods=list(methods), n_points=n_points, string_points=string_points,
                                         string_steps=string_steps, spring=spring, n_eval=n_eval)
                         # the record before the rows: killed in between, the rows are missing and measured again
-                        atomic_write_json(path.with_suffix(".json"), dict(
-                            config_digest=sweep.digest, **base, switch_time=t, settings=settings,
+                        atomic_write_json(record, dict(
+                            config_digest=sweep.digest, **base, switch_time=t, status="done", settings=settings,
                             wall_time_s=time.perf_counter() - tick, **environment(device)))
                         atomic_write_bytes(path, parquet_bytes(rows.assign(**base, switch_time=t)))
                         if progress:

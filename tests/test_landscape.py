@@ -1,5 +1,6 @@
 """The landscape measurement: stored once as tidy rows, resumable, read without checkpoints."""
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -54,6 +55,16 @@ def test_measure_resumes_and_reads_without_checkpoints(store):
     pd.testing.assert_frame_equal(again, landscape.scans(store))
     with pytest.raises(ValueError, match=r"switch-0\.pt is not here"):
         landscape.measure(CONFIG, store, [0], progress=False)
+
+
+def test_a_diverged_efcn_is_recorded_not_measured(store, tmp_path):
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy, ignore=shutil.ignore_patterns("landscape"))
+    prov = copy / "runs" / "vanilla-w4-n500-s0" / "efcn-t0" / "provenance.json"
+    prov.write_text(json.dumps({**json.loads(prov.read_text()), "status": "diverged"}))
+    assert landscape.measure(CONFIG, copy, [0], progress=False).empty  # no rows, and no error
+    record = json.loads((copy / "landscape" / "vanilla-w4-n500-s0-t0.json").read_text())
+    assert record["status"] == "diverged" and not list((copy / "landscape").glob("*.parquet"))
 
 
 def test_empty_store_has_no_landscape(tmp_path):
