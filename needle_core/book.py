@@ -179,8 +179,10 @@ def refresh_checked_outputs(notebook_path: str | Path, executed_path: str | Path
 
 #: The pages this edition of the book renders with each run profile (the others, with their
 #: smoke defaults): ``reproduce --profile P`` re-executes exactly these.  The CPU campaign has
-#: no eLCN branches, no landscape yet and one n_train, so pages 5-7 stay on smoke.
-EDITION = {"cpu": ("02_training_curves", "03_switch_time", "04_deviation", "scorecard")}
+#: no eLCN branches and one n_train, so pages 5 and 7 stay on smoke; page 6 shows the landscape
+#: measurements it stores (``python -m needle_core landscape``, t_w 2, 8, 16: read from the
+#: committed files, measured only where the checkpoints are).
+EDITION = {"cpu": ("02_training_curves", "03_switch_time", "04_deviation", "06_landscape", "scorecard")}
 
 
 def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: str | Path = BOOK, *,

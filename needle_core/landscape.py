@@ -13,9 +13,11 @@ the measurement's settings, git commit, versions, machine, wall time). Where the
 rows are written.
 
 Measuring needs the final and switch checkpoints, which only the machine that trained the
-sweep has (checkpoints are not committed); reading needs nothing but the Parquet files::
+sweep has (checkpoints are not committed); reading (:func:`scans`, :func:`results`,
+:func:`records`) needs nothing but the stored files, and :func:`missing` and :func:`command`
+say what is left to measure and how::
 
-    python -m needle_core landscape --profile cpu --set dataset=folder:data/cifar10-jpeg.tar.gz
+    python -m needle_core landscape --profile cpu --set dataset=folder:data/cifar10-jpeg.tar.gz --switch-times 2,8,16
 """
 from __future__ import annotations
 
@@ -51,11 +53,11 @@ def _network(spec: RunSpec, state: dict, shape, classes: int, device, kind: str)
     return model.to(device).eval()
 
 
-def _endpoints(store: ResultStore, base: dict, t: int, data, device) -> dict:
-    """``{"CNN@t_w", "eFCN", "FCN"}`` networks of one seed and switch time, or a ValueError
-    naming the run whose weights are missing (diverged, or checkpoints not on this machine)."""
-    shape, classes = data.input_shape, data.num_classes
-
+def _weights(store: ResultStore, base: dict, t: int, device) -> dict:
+    """``{"CNN@t_w", "eFCN", "FCN"}`` state dicts of one seed and switch time, or a ValueError
+    naming the run whose weights are missing (diverged, or checkpoints not on this machine).
+    Read before the data set is loaded: a clone without checkpoints learns it at once, and
+    never downloads a data set it could not use."""
     def weights(spec: RunSpec, name: str) -> dict:
         prov = store.run_provenance(spec.run)
         if prov is None or prov["status"] != "done":
@@ -68,9 +70,69 @@ def _endpoints(store: ResultStore, base: dict, t: int, data, device) -> dict:
         return state["model"]
 
     trunk, branch, scratch = RunSpec("cnn", **base), RunSpec("efcn", **base, switch_time=t), RunSpec("fcn", **base)
-    return {"CNN@t_w": _network(trunk, weights(trunk, f"switch-{t}"), shape, classes, device, "cnn"),
-            "eFCN": _network(branch, weights(branch, "final"), shape, classes, device, "efcn"),
-            "FCN": _network(scratch, weights(scratch, "final"), shape, classes, device, "fcn")}
+    return {"CNN@t_w": weights(trunk, f"switch-{t}"), "eFCN": weights(branch, "final"),
+            "FCN": weights(scratch, "final")}
+
+
+def _endpoints(base: dict, states: dict, data, device) -> dict:
+    """The networks of :func:`_weights`' state dicts: the CNN checkpoint embedded, the eFCN and
+    the FCN with their own weights."""
+    shape, classes = data.input_shape, data.num_classes
+    spec = RunSpec("cnn", **base)
+    return {"CNN@t_w": _network(spec, states["CNN@t_w"], shape, classes, device, "cnn"),
+            "eFCN": _network(spec, states["eFCN"], shape, classes, device, "efcn"),
+            "FCN": _network(spec, states["FCN"], shape, classes, device, "fcn")}
+
+
+def _grid(config: SweepConfig, switch_times, seeds=None):
+    """``(base, t)`` of every point to measure, in :func:`measure`'s order: ``base`` the
+    group's spec (arch, width, n_train, seed), ``t`` the switch time."""
+    for seed in seeds if seeds is not None else config.seeds:
+        for arch in config.archs:
+            for width in config.widths:
+                for n_train in config.n_trains:
+                    for t in switch_times:
+                        yield dict(arch=arch, width=width, n_train=n_train, seed=seed), t
+
+
+def _path(root, base: dict, t: int) -> Path:
+    return Path(root) / "landscape" / f"{RunSpec('cnn', **base).group}-t{t}.parquet"
+
+
+def _stored(path: Path) -> bool:
+    """Whether the point of ``path`` needs no measuring: its rows are stored, or its record
+    says there is nothing to measure (a diverged eFCN)."""
+    record = path.with_suffix(".json")
+    return path.exists() or (record.exists() and json.loads(record.read_text())["status"] != "done")
+
+
+def missing(config: SweepConfig, root, switch_times: list[int], seeds: list[int] | None = None) -> list[dict]:
+    """The points :func:`measure` would measure (``base`` and ``switch_time`` of each, as
+    dicts), in its order: neither their rows nor a record of a diverged eFCN are stored."""
+    return [dict(base, switch_time=t) for base, t in _grid(config, switch_times, seeds)
+            if not _stored(_path(root, base, t))]
+
+
+def command(config: SweepConfig, root, switch_times: list[int], seeds: list[int] | None = None) -> str:
+    """The shell command that measures these points of the store at ``root`` (where the sweep
+    trained: it needs the checkpoints)."""
+    import shlex
+
+    from .config import overrides_of
+    from .sweep import default_root
+
+    def yaml(value) -> str:
+        return value if isinstance(value, str) else json.dumps(value)
+
+    words = ["python", "-m", "needle_core", "landscape", "--profile", config.name]
+    for key, value in overrides_of(config).items():
+        words += ["--set", f"{key}={yaml(value)}"]
+    if Path(root) != default_root(config.name):
+        words += ["--out", str(root)]
+    words += ["--switch-times", ",".join(map(str, switch_times))]
+    if seeds is not None and list(seeds) != list(config.seeds):
+        words += ["--seeds", ",".join(map(str, seeds))]
+    return shlex.join(words)
 
 
 def measure(config: SweepConfig, root, switch_times: list[int], seeds: list[int] | None = None, *,
@@ -90,40 +152,37 @@ def measure(config: SweepConfig, root, switch_times: list[int], seeds: list[int]
     store, device = sweep.store, resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
-    out_dir = Path(root) / "landscape"
-    for seed in seeds if seeds is not None else config.seeds:
-        for arch in config.archs:
-            for width in config.widths:
-                for n_train in config.n_trains:
-                    base = dict(arch=arch, width=width, n_train=n_train, seed=seed)
-                    data = None
-                    for t in switch_times:
-                        path = out_dir / f"{RunSpec('cnn', **base).group}-t{t}.parquet"
-                        record = path.with_suffix(".json")
-                        if path.exists() or (record.exists() and json.loads(record.read_text())["status"] != "done"):
-                            continue
-                        branch = store.run_provenance(RunSpec("efcn", **base, switch_time=t).run)
-                        if branch is not None and branch["status"] in ("diverged", "trunk_diverged"):  # no basin
-                            atomic_write_json(record, dict(config_digest=sweep.digest, **base, switch_time=t,
-                                                           status=branch["status"], **environment(device)))
-                            if progress:
-                                print(f"landscape {path.name}: the eFCN diverged, nothing to measure", flush=True)
-                            continue
-                        if data is None:
-                            data = load(config.dataset, config.data_root, n_train=n_train, n_test=config.n_test,
-                                        seed=seed, device=device)
-                        tick = time.perf_counter()
-                        rows = _scan_all(_endpoints(store, base, t, data, device), data, config, methods,
-                                         n_points, string_points, string_steps, spring, n_eval)
-                        settings = dict(methods=list(methods), n_points=n_points, string_points=string_points,
-                                        string_steps=string_steps, spring=spring, n_eval=n_eval)
-                        # the record before the rows: killed in between, the rows are missing and measured again
-                        atomic_write_json(record, dict(
-                            config_digest=sweep.digest, **base, switch_time=t, status="done", settings=settings,
-                            wall_time_s=time.perf_counter() - tick, **environment(device)))
-                        atomic_write_bytes(path, parquet_bytes(rows.assign(**base, switch_time=t)))
-                        if progress:
-                            print(f"landscape {path.name}: {len(rows)} rows", flush=True)
+    data, loaded = None, None
+    for base, t in _grid(config, switch_times, seeds):
+        path = _path(root, base, t)
+        record = path.with_suffix(".json")
+        if _stored(path):
+            continue
+        if loaded != base:  # the data set of this seed's subsets, loaded once for its switch times
+            data, loaded = None, base
+        branch = store.run_provenance(RunSpec("efcn", **base, switch_time=t).run)
+        if branch is not None and branch["status"] in ("diverged", "trunk_diverged"):  # no basin
+            atomic_write_json(record, dict(config_digest=sweep.digest, **base, switch_time=t,
+                                           status=branch["status"], **environment(device)))
+            if progress:
+                print(f"landscape {path.name}: the eFCN diverged, nothing to measure", flush=True)
+            continue
+        tick = time.perf_counter()
+        states = _weights(store, base, t, device)  # first: missing checkpoints fail fast
+        if data is None:
+            data = load(config.dataset, config.data_root, n_train=base["n_train"], n_test=config.n_test,
+                        seed=base["seed"], device=device)
+        rows = _scan_all(_endpoints(base, states, data, device), data, config, methods,
+                         n_points, string_points, string_steps, spring, n_eval)
+        settings = dict(methods=list(methods), n_points=n_points, string_points=string_points,
+                        string_steps=string_steps, spring=spring, n_eval=n_eval)
+        # the record before the rows: killed in between, the rows are missing and measured again
+        atomic_write_json(record, dict(
+            config_digest=sweep.digest, **base, switch_time=t, status="done", settings=settings,
+            wall_time_s=time.perf_counter() - tick, **environment(device)))
+        atomic_write_bytes(path, parquet_bytes(rows.assign(**base, switch_time=t)))
+        if progress:
+            print(f"landscape {path.name}: {len(rows)} rows", flush=True)
     return scans(root)
 
 
@@ -167,3 +226,17 @@ def results(root) -> pd.DataFrame:
         loss = g[g["metric"] == "loss"].sort_values("t")["value"]
         out.append(dict(zip(keys, key), barrier=barrier(g), loss_a=float(loss.iloc[0]), loss_b=float(loss.iloc[-1])))
     return pd.DataFrame(out, columns=columns)
+
+
+def records(root) -> pd.DataFrame:
+    """The provenance records of the store's points, one row per seed and switch time:
+    arch, width, n_train, seed, switch_time, status ("done", or the eFCN's "diverged" /
+    "trunk_diverged": nothing measured), scanned (its rows are stored), wall_time_s, settings,
+    git_commit, device, and the rest of :func:`needle_core.store.environment`.  Empty when
+    nothing was measured."""
+    columns = ["arch", "width", "n_train", "seed", "switch_time", "status", "scanned", "wall_time_s", "settings",
+               "git_commit", "device"]
+    files = sorted((Path(root) / "landscape").glob("*.json"))
+    rows = [dict(json.loads(f.read_text()), scanned=f.with_suffix(".parquet").exists()) for f in files]
+    frame = pd.DataFrame(rows)
+    return frame.reindex(columns=list(dict.fromkeys(columns + list(frame.columns))))
