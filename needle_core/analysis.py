@@ -265,6 +265,18 @@ def readout(frame: pd.DataFrame, metric: str = "test_acc", window=None,
     return out
 
 
+def readout_label(window=None, frame: pd.DataFrame | None = None) -> str:
+    """How the pages name a read-out (:func:`readout_epochs` of ``window`` and ``frame``):
+    ``"read-out (mean over epochs 17–20)"``, ``"read-out (epoch 6)"`` for a one-epoch window,
+    the epochs listed when they are not consecutive."""
+    epochs = readout_epochs(window, frame)
+    if len(epochs) == 1:
+        return f"read-out (epoch {epochs[0]})"
+    consecutive = epochs == list(range(epochs[0], epochs[-1] + 1))
+    span = f"{epochs[0]}–{epochs[-1]}" if consecutive else ", ".join(str(e) for e in epochs)
+    return f"read-out (mean over epochs {span})"
+
+
 # -- paired comparisons -----------------------------------------------------------------------
 def control_role(frame: pd.DataFrame) -> str:
     """The baseline of "the eFCN beats the CNN": ``cnn_control`` when the sweep has it (the

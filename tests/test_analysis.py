@@ -192,6 +192,15 @@ def test_readout_window_is_the_last_fifth_of_the_budget():
     assert analysis.readout_epochs([20, 19]) == [19, 20]
 
 
+def test_readout_label_names_the_window():
+    from needle_core.config import make_config
+
+    assert analysis.readout_label(make_config("cpu")) == "read-out (mean over epochs 17–20)"
+    assert analysis.readout_label(make_config("smoke")) == "read-out (mean over epochs 5–6)"
+    assert analysis.readout_label({"epochs": 6, "readout": 0.0}) == "read-out (epoch 6)"
+    assert analysis.readout_label([20, 16, 18]) == "read-out (mean over epochs 16, 18, 20)"
+
+
 def test_readout_is_the_mean_over_the_window_beside_the_last_epoch():
     df = frame_of(rows("cnn", 0, lambda e: e / 100, epochs=READOUT_EPOCHS),
                   rows("efcn", 0, lambda e: e / 100, switch_time=10, status="diverged", epochs=(10, 16, 17),
