@@ -265,16 +265,20 @@ def readout(frame: pd.DataFrame, metric: str = "test_acc", window=None,
     return out
 
 
+def epoch_span(epochs: list[int]) -> str:
+    """Sorted epochs in words: ``"epoch 6"``, ``"epochs 17–20"``, or listed when they are not
+    consecutive (``"epochs 16, 18, 20"``)."""
+    if len(epochs) == 1:
+        return f"epoch {epochs[0]}"
+    consecutive = epochs == list(range(epochs[0], epochs[-1] + 1))
+    return "epochs " + (f"{epochs[0]}–{epochs[-1]}" if consecutive else ", ".join(str(e) for e in epochs))
+
+
 def readout_label(window=None, frame: pd.DataFrame | None = None) -> str:
     """How the pages name a read-out (:func:`readout_epochs` of ``window`` and ``frame``):
-    ``"read-out (mean over epochs 17–20)"``, ``"read-out (epoch 6)"`` for a one-epoch window,
-    the epochs listed when they are not consecutive."""
+    ``"read-out (mean over epochs 17–20)"``, ``"read-out (epoch 6)"`` for a one-epoch window."""
     epochs = readout_epochs(window, frame)
-    if len(epochs) == 1:
-        return f"read-out (epoch {epochs[0]})"
-    consecutive = epochs == list(range(epochs[0], epochs[-1] + 1))
-    span = f"{epochs[0]}–{epochs[-1]}" if consecutive else ", ".join(str(e) for e in epochs)
-    return f"read-out (mean over epochs {span})"
+    return f"read-out ({'' if len(epochs) == 1 else 'mean over '}{epoch_span(epochs)})"
 
 
 # -- paired comparisons -----------------------------------------------------------------------
@@ -589,8 +593,7 @@ def not_measured(why: str, verdict: str = "not measured") -> dict:
 
 # -- the scorecard ----------------------------------------------------------------------------
 def _window_words(epochs: list[int], metric: str) -> str:
-    span = f"epoch {epochs[0]}" if len(epochs) == 1 else f"epochs {epochs[0]}-{epochs[-1]}"
-    return f"read-out = mean {metric} over the evaluations at {span}"
+    return f"read-out = mean {metric} over the evaluations at {epoch_span(epochs)}"
 
 
 def deviation_claim(frame: pd.DataFrame, provenance: pd.DataFrame | None, window) -> dict:

@@ -37,6 +37,11 @@ from .run import RunSpec, resolve_device
 from .store import ResultStore, environment
 from .sweep import Sweep
 
+class WeightsMissing(ValueError):
+    """An endpoint's weights are not here: its run diverged or is unfinished, or its
+    checkpoints are not on this machine (a clone): what a page re-plotting a store expects."""
+
+
 #: The two paths: (name, first endpoint, second endpoint).
 PATHS = (("cnn-efcn", "CNN@t_w", "eFCN"), ("efcn-fcn", "eFCN", "FCN"))
 
@@ -54,19 +59,19 @@ def _network(spec: RunSpec, state: dict, shape, classes: int, device, kind: str)
 
 
 def _weights(store: ResultStore, base: dict, t: int, device) -> dict:
-    """``{"CNN@t_w", "eFCN", "FCN"}`` state dicts of one seed and switch time, or a ValueError
-    naming the run whose weights are missing (diverged, or checkpoints not on this machine).
+    """``{"CNN@t_w", "eFCN", "FCN"}`` state dicts of one seed and switch time, or
+    :class:`WeightsMissing` naming the run whose weights are missing (diverged, or checkpoints not on this machine).
     Read before the data set is loaded: a clone without checkpoints learns it at once, and
     never downloads a data set it could not use."""
     def weights(spec: RunSpec, name: str) -> dict:
         prov = store.run_provenance(spec.run)
         if prov is None or prov["status"] != "done":
-            raise ValueError(f"{spec.run} is not a finished run ({prov and prov['status']}): a diverged or missing "
-                             "run has no weights to interpolate.")
+            raise WeightsMissing(f"{spec.run} is not a finished run ({prov and prov['status']}): a diverged or missing "
+                                 "run has no weights to interpolate.")
         state = store.load_checkpoint(spec.run, name, map_location=device)
         if state is None:
-            raise ValueError(f"{store.run_dir(spec.run)}/{name}.pt is not here: the landscape is measured where the "
-                             "sweep trained (checkpoints are not committed); re-run the sweep there first.")
+            raise WeightsMissing(f"{store.run_dir(spec.run)}/{name}.pt is not here: the landscape is measured where the "
+                                 "sweep trained (checkpoints are not committed); re-run the sweep there first.")
         return state["model"]
 
     trunk, branch, scratch = RunSpec("cnn", **base), RunSpec("efcn", **base, switch_time=t), RunSpec("fcn", **base)
@@ -160,10 +165,14 @@ def measure(config: SweepConfig, root, switch_times: list[int], seeds: list[int]
             continue
         if loaded != base:  # the data set of this seed's subsets, loaded once for its switch times
             data, loaded = None, base
+
+        def write_record(status: str, **more) -> None:
+            atomic_write_json(record, dict(config_digest=sweep.digest, **base, switch_time=t, status=status, **more,
+                                           **environment(device)))
+
         branch = store.run_provenance(RunSpec("efcn", **base, switch_time=t).run)
         if branch is not None and branch["status"] in ("diverged", "trunk_diverged"):  # no basin
-            atomic_write_json(record, dict(config_digest=sweep.digest, **base, switch_time=t,
-                                           status=branch["status"], **environment(device)))
+            write_record(branch["status"])
             if progress:
                 print(f"landscape {path.name}: the eFCN diverged, nothing to measure", flush=True)
             continue
@@ -177,9 +186,7 @@ def measure(config: SweepConfig, root, switch_times: list[int], seeds: list[int]
         settings = dict(methods=list(methods), n_points=n_points, string_points=string_points,
                         string_steps=string_steps, spring=spring, n_eval=n_eval)
         # the record before the rows: killed in between, the rows are missing and measured again
-        atomic_write_json(record, dict(
-            config_digest=sweep.digest, **base, switch_time=t, status="done", settings=settings,
-            wall_time_s=time.perf_counter() - tick, **environment(device)))
+        write_record("done", settings=settings, wall_time_s=time.perf_counter() - tick)
         atomic_write_bytes(path, parquet_bytes(rows.assign(**base, switch_time=t)))
         if progress:
             print(f"landscape {path.name}: {len(rows)} rows", flush=True)

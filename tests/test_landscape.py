@@ -75,7 +75,7 @@ def test_measure_resumes_and_reads_without_checkpoints(store, monkeypatch):
         raise AssertionError("the data set was loaded before the checkpoints were found")
 
     monkeypatch.setattr(needle_core.data, "load", no_data)
-    with pytest.raises(ValueError, match=r"switch-0\.pt is not here"):
+    with pytest.raises(landscape.WeightsMissing, match=r"switch-0\.pt is not here"):
         landscape.measure(CONFIG, store, [0], progress=False)
 
 
