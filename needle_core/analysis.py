@@ -190,6 +190,16 @@ def per_switch_time(rows: pd.DataFrame, column: str, by: Iterable[str] = tuple(C
     return pd.DataFrame(out, columns=by + ["mean", "sd", "n", "n_diverged"] + (["last"] if last else []))
 
 
+def readout_intervals(ends: pd.DataFrame, by: Iterable[str], level: float = 0.95) -> pd.DataFrame:
+    """Per ``by``, the read-outs of :func:`readout`'s rows ``ends`` over seeds: ``mean`` and its
+    ``level`` t interval ``lo``/``hi``, ``last`` (the mean last-epoch value of the same runs),
+    ``n`` (runs that did not diverge) and ``diverged`` (runs left out)."""
+    by = list(by)
+    out = per_switch_time(ends, "readout", by, last="last").rename(columns={"n_diverged": "diverged"})
+    out["lo"], out["hi"] = t_interval(out["mean"], out["sd"], out["n"], level)
+    return out[by + ["mean", "lo", "hi", "last", "n", "diverged"]]
+
+
 def over_seeds(frame: pd.DataFrame, metric: str, by: Iterable[str] = ("role", "switch_time", "epoch"),
                level: float = 0.95) -> pd.DataFrame:
     """Mean and ``level`` interval over seeds of ``metric``, per ``by`` (+ the configuration

@@ -201,6 +201,15 @@ def test_readout_label_names_the_window():
     assert analysis.readout_label([20, 16, 18]) == "read-out (mean over epochs 16, 18, 20)"
 
 
+def test_readout_intervals_over_seeds_leave_diverged_runs_out_and_count_them():
+    ends = pd.DataFrame(dict(role=["cnn"] * 4, readout=[0.5, 0.6, 0.7, np.nan], last=[0.4, 0.5, 0.9, 0.1],
+                             diverged=[False, False, False, True]))
+    [row] = analysis.readout_intervals(ends, ["role"]).to_dict("records")
+    mean, lo, hi, n = analysis.interval([0.5, 0.6, 0.7])
+    assert (row["n"], row["diverged"]) == (3, 1) and row["last"] == pytest.approx(0.6)  # the diverged run's 0.1 out
+    assert (row["mean"], row["lo"], row["hi"]) == pytest.approx((mean, lo, hi))
+
+
 def test_readout_is_the_mean_over_the_window_beside_the_last_epoch():
     df = frame_of(rows("cnn", 0, lambda e: e / 100, epochs=READOUT_EPOCHS),
                   rows("efcn", 0, lambda e: e / 100, switch_time=10, status="diverged", epochs=(10, 16, 17),
