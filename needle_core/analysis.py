@@ -713,7 +713,7 @@ COLUMNS = ["claim", "configuration", "abstract", "reading", "test", "estimate", 
 
 
 def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: str = "test_acc",
-           landscape: pd.DataFrame | None = None) -> pd.DataFrame:
+           landscape: pd.DataFrame | None = None, second_arm: tuple | None = None) -> pd.DataFrame:
     """The scorecard: one row per claim of paper.md §1 and per configuration (arch, width,
     n_train), decided by the pre-registered rules (book/preregistration.md, :data:`RULES`).
 
@@ -729,7 +729,9 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
 
     ``config`` is the sweep's config (the read-out window, the number of classes; without it
     the pre-registered fraction of the frame's last epoch and 10 classes); ``landscape``
-    the landscape measurements (claim 6 is "not measured" without them).
+    the landscape measurements (claim 6 is "not measured" without them); ``second_arm`` the
+    ``(frame, provenance, config)`` of the arm that changes the learning rate at the switch
+    (with its controlled CNN): claim 5 is then decided over both arms (:func:`both_arms`).
     """
     import time
 
@@ -760,6 +762,15 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
         for claim in (4, 5):
             rows.append(dict(accuracy_claim(sel, prov, window, claim, metric, chance), claim=claim, note=note,
                              wall_time=wall(["efcn", "fcn" if claim == 4 else control_role(sel)])))
+        if second_arm is not None:
+            frame2, prov2, config2 = second_arm
+            if frame2.empty:  # pre-registered but not run (yet): it cannot be left out silently
+                two = dict(not_measured("no finished run in the second arm's store"), wall_time=0.0)
+            else:
+                sel2, prov2 = frame2[select(frame2, cfg)], prov2[select(prov2, cfg)]
+                two = accuracy_claim(sel2, prov2, readout_epochs(config2, frame2), 5, metric, chance)
+                two["wall_time"] = float(prov2.loc[prov2["role"].isin(["efcn", "cnn_control"]), "wall_time_s"].sum())
+            rows[-1] = dict(both_arms(rows[-1], two), claim=5, note=note)
         rows.append(dict(landscape_claim(landscape, cfg), claim=6, wall_time=0.0))
         start = time.perf_counter()
         rows.append(dict(size_claim(cfg), claim=7, wall_time=time.perf_counter() - start, **computed,
@@ -773,6 +784,37 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
     out["note"] = out["note"].fillna("")
     out["n"] = out["n"].astype("Int64")
     return out
+
+
+def both_arms(one: Mapping, two: Mapping) -> dict:
+    """Claim 5 over the campaign's two arms (book/preregistration.md): arm 1 against the trunk
+    CNN, arm 2 (learning rate changed at the switch) against its controlled CNN, each with its
+    own Bonferroni correction over its intermediate t_w.  The rule reads over all those
+    corrected intervals: *reproduces* if one lies above 0 (in either arm), *contradicted* if
+    every one lies below 0 (in both arms), else *inconclusive*.  ``one`` and ``two`` are the
+    scorecard fields of each arm (:func:`accuracy_claim`, with ``wall_time``); a field of the
+    result gives both arms' values, labelled."""
+    arms = {"arm 1": one, "arm 2 (lr changed at the switch)": two}
+    verdicts = [arm["verdict"] for arm in arms.values()]
+    if "reproduces" in verdicts:
+        verdict = "reproduces"
+    elif all(v == "contradicted" for v in verdicts):
+        verdict = "contradicted"
+    elif all(v == "not measured" for v in verdicts):
+        verdict = "not measured"
+    else:
+        verdict = "inconclusive"
+
+    def joined(key: str) -> str:
+        return " ‖ ".join(f"{name}: {arm[key]}" for name, arm in arms.items() if arm.get(key))
+
+    ns = [arm["n"] for arm in arms.values() if arm.get("n") is not None]
+    test = (joined("test") + " ‖ both arms: reproduces if some corrected interval of either arm lies above 0; "
+            "contradicted if every corrected interval of both arms lies below 0; otherwise inconclusive")
+    return dict(test=test, estimate=joined("estimate"), interval=joined("interval"), n=min(ns) if ns else None,
+                detectable=joined("detectable"), verdict=verdict,
+                reason=f"arm 1 {one['verdict']}, arm 2 {two['verdict']} ‖ " + joined("reason"),
+                sensitivity=joined("sensitivity"), wall_time=one.get("wall_time", 0.0) + two.get("wall_time", 0.0))
 
 
 def _learned(frame: pd.DataFrame, window, metric: str, chance: float) -> str:

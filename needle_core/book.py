@@ -178,33 +178,45 @@ def refresh_checked_outputs(notebook_path: str | Path, executed_path: str | Path
 
 
 #: The pages this edition of the book renders with each run profile (the others, with their
-#: smoke defaults): ``reproduce --profile P`` re-executes exactly these.  The CPU campaign has
-#: no eLCN branches and one n_train, so pages 5 and 7 stay on smoke; page 6 shows the landscape
-#: measurements it stores (``python -m needle_core landscape``, t_w 2, 8, 16: read from the
-#: committed files, measured only where the checkpoints are).
-EDITION = {"cpu": ("02_training_curves", "03_switch_time", "04_deviation", "06_landscape", "scorecard")}
+#: smoke defaults): ``reproduce --profile P`` re-executes exactly these.  Each page maps to what
+#: it takes besides the profile's own parameters: ``source``, the notebook it is made from when
+#: that is not the page itself, and any parameter of that notebook (``None``: left to its
+#: default).  The CPU campaign has no eLCN branches and one n_train, so pages 5 and 7 stay on
+#: smoke; page 6 shows the landscape measurements it stores (``python -m needle_core landscape``,
+#: t_w 2, 8, 16); its second arm (``cpu-lr``: lr lowered at the switch, with the controlled CNN)
+#: gets page 3 again and joins claim 5 on the scorecard.
+EDITION = {"cpu": {"02_training_curves": {}, "03_switch_time": {},
+                   "03_switch_time_lr": {"source": "03_switch_time", "profile": "cpu-lr", "results_dir": None},
+                   "04_deviation": {}, "06_landscape": {}, "scorecard": {"second_arm": "cpu-lr"}}}
 
 
 def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: str | Path = BOOK, *,
                 results_dir: str | Path | None = None, overrides: dict | None = None, train: bool = True,
                 **kwargs) -> list[Path]:
-    """Execute the notebooks of ``notebooks_dir`` (sorted by name) into ``book_dir``: those
-    :data:`EDITION` renders with ``profile``, or every one for a profile it does not list.
+    """Execute the notebooks of ``notebooks_dir`` into ``book_dir``: the pages :data:`EDITION`
+    renders with ``profile`` (in its order), or every notebook (sorted by name) for a profile it
+    does not list.
 
     Each notebook is offered ``profile`` (and ``results_dir``, the sweep's result store,
     ``overrides``, the config fields changed from the profile, when given, and ``train``:
-    False to read only the runs the store has) and gets those its ``parameters`` cell
-    defines; the others run with their defaults.  Extra keyword arguments go to
-    :func:`execute`.  Returns the executed copies.
+    False to read only the runs the store has), then the page's own parameters of the
+    edition, and gets those its ``parameters`` cell defines; the others run with their
+    defaults.  Extra keyword arguments go to :func:`execute`.  Returns the executed copies.
     """
     offered = {"profile": profile, "train": train}
     if results_dir is not None:
         offered["results_dir"] = results_dir  # made relative by execute()
     if overrides:
         offered["overrides"] = dict(overrides)
-    pages = EDITION.get(profile)
-    return [execute(notebook, Path(book_dir) / notebook.name, notebook_parameters(notebook, **offered), **kwargs)
-            for notebook in sorted(Path(notebooks_dir).glob("*.ipynb")) if pages is None or notebook.stem in pages]
+    pages = EDITION.get(profile) or {p.stem: {} for p in sorted(Path(notebooks_dir).glob("*.ipynb"))}
+    out = []
+    for page, own in pages.items():
+        own = dict(own)
+        notebook = Path(notebooks_dir) / f"{own.pop('source', page)}.ipynb"
+        asked = {k: v for k, v in (offered | own).items() if v is not None}
+        out.append(execute(notebook, Path(book_dir) / f"{page}.ipynb", notebook_parameters(notebook, **asked),
+                           **kwargs))
+    return out
 
 
 def notebook_parameters(notebook_path: str | Path, **offered) -> dict:

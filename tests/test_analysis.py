@@ -317,6 +317,29 @@ def test_claim_5_tests_the_intermediate_switch_times_only():
     assert accuracy_verdict(sweep_frame(), 5)["verdict"] == "not measured"  # grid 0, 3: none intermediate
 
 
+@pytest.mark.parametrize("arm2_gain, verdict", [(0.2, "reproduces"), (-0.2, "contradicted"),
+                                                 (lambda s, t: 0.1 + NOISE[s], "inconclusive")])
+def test_claim_5_over_two_arms_reads_every_corrected_interval(arm2_gain, verdict):
+    # Arm 1 loses to its trunk CNN at the intermediate t_w 3 (contradicted alone); arm 2's
+    # eFCN is the CNN + gain and its controlled CNN the CNN + 0.1, at t_w 2, 3 (intermediate), 5.
+    arm1 = sweep_frame(efcn_gain=-0.3, switch_times=(0, 3, 5))
+    arm2 = sweep_frame(efcn_gain=arm2_gain, control=True, switch_times=(2, 3, 5))
+    alone = analysis.claims(arm1, provenance_of(arm1), CONFIG).set_index("claim").loc[5]
+    assert alone["verdict"] == "contradicted"
+    card = analysis.claims(arm1, provenance_of(arm1), CONFIG,
+                           second_arm=(arm2, provenance_of(arm2), dict(CONFIG, lr_after=0.01))).set_index("claim")
+    five = card.loc[5]
+    assert five["verdict"] == verdict and five["reason"].startswith(f"arm 1 contradicted, arm 2 {verdict}")
+    # each arm keeps its own Bonferroni correction: 1 intermediate t_w in arm 1, 2 in arm 2
+    arm1_test, arm2_test = five["test"].split(" ‖ ")[:2]
+    assert "trunk CNN" in arm1_test and "95% (Bonferroni over 1 t_w)" in arm1_test
+    assert "controlled CNN" in arm2_test and "97.5% (Bonferroni over 2 t_w)" in arm2_test
+    assert five["estimate"].count("t_w=3:") == 2 and "t_w=2:" in five["estimate"] and five["n"] == 3
+    assert five["wall_time"] == 2.0 * (3 + 9) + 2.0 * (9 + 9)  # arm 1: 3 trunks, 9 eFCN; arm 2: 9 eFCN, 9 controls
+    assert (card.drop(index=5)["verdict"] == analysis.claims(arm1, provenance_of(arm1), CONFIG)
+            .set_index("claim").drop(index=5)["verdict"]).all()  # the second arm decides claim 5 only
+
+
 def test_a_diverged_seed_is_left_out_counted_and_recounted_at_chance():
     df = sweep_frame(efcn_gain=0.05)
     run = "vanilla-w4-n100-s2/efcn-t3"
@@ -412,3 +435,11 @@ def test_claim_7_holds_for_alexnet_at_its_84x():
     "hundreds of times" was not the abstract's)."""
     out = analysis.size_claim(dict(arch="alexnet", width=4))
     assert out["verdict"] == "reproduces" and "83.9×" in out["estimate"]
+
+
+def test_a_second_arm_without_runs_leaves_claim_5_open():
+    arm1 = sweep_frame(efcn_gain=-0.3, switch_times=(0, 3, 5))  # contradicted on its own
+    empty = arm1.iloc[:0]
+    five = analysis.claims(arm1, provenance_of(arm1), CONFIG,
+                           second_arm=(empty, empty, CONFIG)).set_index("claim").loc[5]
+    assert five["verdict"] == "inconclusive" and five["reason"].startswith("arm 1 contradicted, arm 2 not measured")

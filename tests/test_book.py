@@ -204,6 +204,25 @@ def test_execute_all_passes_profile_only_to_notebooks_that_take_it(tmp_path):
     assert not list(out.glob(".*")), "temporary files left in the book folder"
 
 
+def test_an_edition_renders_its_pages_with_their_own_parameters(tmp_path, monkeypatch):
+    """A page of an edition may be another notebook's copy with other parameters (the second
+    arm's page 3); a parameter set to None is left to the notebook's default."""
+    import nbformat
+
+    from needle_core import book
+
+    sources, out = tmp_path / "notebooks", tmp_path / "book"
+    sources.mkdir()
+    _notebook(sources / "03_s.ipynb", 'profile = "smoke"\nresults_dir = None', "print(profile, results_dir)")
+    _notebook(sources / "04_t.ipynb", "n = 1", "print(n)")
+    monkeypatch.setattr(book, "EDITION", {"cpu": {"03_s": {}, "03_s_lr": {"source": "03_s", "profile": "cpu-lr",
+                                                                          "results_dir": None}}})
+    paths = book.execute_all("cpu", sources, out, results_dir="runs/cpu", cwd=tmp_path)
+    assert [p.name for p in paths] == ["03_s.ipynb", "03_s_lr.ipynb"]  # not 04_t: the edition lists it not
+    first, second = (nbformat.read(p, as_version=4).cells[-1].outputs[0].text for p in paths)
+    assert first == "cpu runs/cpu\n" and second == "cpu-lr None\n"
+
+
 def test_a_failed_execution_keeps_the_previous_copy(tmp_path):
     import papermill
 
