@@ -626,11 +626,16 @@ def deviation_claim(frame: pd.DataFrame, provenance: pd.DataFrame | None, window
 
 
 def accuracy_claim(frame: pd.DataFrame, provenance: pd.DataFrame | None, window, claim: int, metric: str,
-                   chance: float) -> dict:
+                   chance: float, against: str | None = None, grid: Iterable[float] | None = None) -> dict:
     """Claim 4 (eFCN − FCN at every t_w) or 5 (eFCN − CNN at the intermediate t_w: 0 < t_w <
     the grid's last), from the paired read-out of ``metric``; a diverged pair is left out,
-    then counted at ``chance`` in the sensitivity line."""
-    against = "fcn" if claim == 4 else "control"
+    then counted at ``chance`` in the sensitivity line (its verdict in ``recounted``).
+
+    ``against``: the baseline (default: the FCN for claim 4, the control CNN of
+    :func:`control_role` for claim 5; "not measured" when the frame has none of it);
+    ``grid``: the sweep's switch times, whose last is not intermediate (default: the largest
+    in ``frame``, which a sweep still running may not have reached)."""
+    against = against or ("fcn" if claim == 4 else "control")
     try:
         primary = paired(frame, "efcn", against, metric, window=window, provenance=provenance)
         recount = paired(frame, "efcn", against, metric, window=window, provenance=provenance, diverged_as=chance)
@@ -638,17 +643,20 @@ def accuracy_claim(frame: pd.DataFrame, provenance: pd.DataFrame | None, window,
         return not_measured(f"not measured in this profile ({err})")
     base = primary["against"].iloc[0]
     if claim == 5:  # intermediate: neither the untrained CNN nor the last switch time
-        inner = (primary["switch_time"] > 0) & (primary["switch_time"] < primary["switch_time"].max())
+        last = max(grid) if grid is not None else primary["switch_time"].max()
+        inner = (primary["switch_time"] > 0) & (primary["switch_time"] < last)
         if not inner.any():
-            return not_measured("not measured in this profile: no intermediate t_w (0 < t_w < "
-                                f"{int(primary['switch_time'].max())}) in the grid")
+            return not_measured(f"not measured in this profile: no intermediate t_w (0 < t_w < {last:g}) in the "
+                                "grid")
         primary, recount = primary[inner].reset_index(drop=True), recount[inner].reset_index(drop=True)
     name = {"fcn": "the FCN from scratch", "cnn": "the trunk CNN (same checkpoint, same settings)",
             "cnn_control": "the controlled CNN (same checkpoint, same change of learning rate)"}[base]
     quantity = (f"paired difference eFCN − {name}, {_window_words(readout_epochs(window, frame), metric)}, "
                 "diverged pairs left out")
     out = sampled_verdict(primary, RULES[claim], quantity)
-    out["sensitivity"] = _sensitivity(recount, RULES[claim], int(primary["n_diverged"].sum()), chance)
+    diverged = int(primary["n_diverged"].sum())
+    out["sensitivity"] = _sensitivity(recount, RULES[claim], diverged, chance)
+    out["recounted"] = decide(recount, RULES[claim])["verdict"] if diverged else out["verdict"]
     return out
 
 
@@ -713,7 +721,7 @@ COLUMNS = ["claim", "configuration", "abstract", "reading", "test", "estimate", 
 
 
 def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: str = "test_acc",
-           landscape: pd.DataFrame | None = None, second_arm: tuple | None = None) -> pd.DataFrame:
+           landscape: pd.DataFrame | None = None, arm2: tuple | None = None) -> pd.DataFrame:
     """The scorecard: one row per claim of paper.md §1 and per configuration (arch, width,
     n_train), decided by the pre-registered rules (book/preregistration.md, :data:`RULES`).
 
@@ -729,7 +737,7 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
 
     ``config`` is the sweep's config (the read-out window, the number of classes; without it
     the pre-registered fraction of the frame's last epoch and 10 classes); ``landscape``
-    the landscape measurements (claim 6 is "not measured" without them); ``second_arm`` the
+    the landscape measurements (claim 6 is "not measured" without them); ``arm2`` the
     ``(frame, provenance, config)`` of the arm that changes the learning rate at the switch
     (with its controlled CNN): claim 5 is then decided over both arms (:func:`both_arms`).
     """
@@ -745,7 +753,7 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
     for cfg in configurations(frame):
         sel, prov = frame[select(frame, cfg)], provenance[select(provenance, cfg)]
 
-        def wall(roles):
+        def wall(roles, prov=prov):
             return float(prov.loc[prov["role"].isin(roles), "wall_time_s"].sum())
 
         start = time.perf_counter()
@@ -759,18 +767,23 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
                          wall_time=wall(["cnn"])))
         rows.append(dict(deviation_claim(sel, prov, window), claim=3, wall_time=wall(["efcn"])))
         note = _learned(sel, window, metric, chance)
+        switch_times = cfg_dict.get("switch_times")
         for claim in (4, 5):
-            rows.append(dict(accuracy_claim(sel, prov, window, claim, metric, chance), claim=claim, note=note,
-                             wall_time=wall(["efcn", "fcn" if claim == 4 else control_role(sel)])))
-        if second_arm is not None:
-            frame2, prov2, config2 = second_arm
+            rows.append(dict(accuracy_claim(sel, prov, window, claim, metric, chance, grid=switch_times), claim=claim,
+                             note=note, wall_time=wall(["efcn", "fcn" if claim == 4 else control_role(sel)])))
+        if arm2 is not None:  # claim 5 again against the controlled CNN of the lr arm, then joined
+            frame2, prov2, config2 = arm2
             if frame2.empty:  # pre-registered but not run (yet): it cannot be left out silently
-                two = dict(not_measured("no finished run in the second arm's store"), wall_time=0.0)
+                second = dict(not_measured("no finished run in the second arm's store"), wall_time=0.0)
             else:
-                sel2, prov2 = frame2[select(frame2, cfg)], prov2[select(prov2, cfg)]
-                two = accuracy_claim(sel2, prov2, readout_epochs(config2, frame2), 5, metric, chance)
-                two["wall_time"] = float(prov2.loc[prov2["role"].isin(["efcn", "cnn_control"]), "wall_time_s"].sum())
-            rows[-1] = dict(both_arms(rows[-1], two), claim=5, note=note)
+                sel2, prov2_sel = frame2[select(frame2, cfg)], prov2[select(prov2, cfg)]
+                second = accuracy_claim(sel2, prov2_sel, readout_epochs(config2, frame2), 5, metric, chance,
+                                        against="cnn_control", grid=_config_dict(config2).get("switch_times"))
+                second["wall_time"] = wall(["efcn", "cnn_control"], prov2_sel)
+            info2 = describe(prov2, config2) if not prov2.empty else dict(profile="not run", data="", hardware="")
+            rows[-1] = dict(both_arms(rows[-1], second), claim=5, note=note,
+                            **{key: f"arm 1: {info[key]} ‖ arm 2: {info2[key]}" for key in ("profile", "data",
+                                                                                            "hardware")})
         rows.append(dict(landscape_claim(landscape, cfg), claim=6, wall_time=0.0))
         start = time.perf_counter()
         rows.append(dict(size_claim(cfg), claim=7, wall_time=time.perf_counter() - start, **computed,
@@ -786,35 +799,40 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
     return out
 
 
-def both_arms(one: Mapping, two: Mapping) -> dict:
+def _joint(verdicts: list[str]) -> str:
+    """Claim 5's verdict over the arms' verdicts (book/preregistration.md): some corrected
+    interval above 0 in either arm reproduces, every one below 0 in both contradicts."""
+    if "reproduces" in verdicts:
+        return "reproduces"
+    if all(v == "contradicted" for v in verdicts):
+        return "contradicted"
+    return "not measured" if all(v == "not measured" for v in verdicts) else "inconclusive"
+
+
+def both_arms(arm1: Mapping, arm2: Mapping) -> dict:
     """Claim 5 over the campaign's two arms (book/preregistration.md): arm 1 against the trunk
     CNN, arm 2 (learning rate changed at the switch) against its controlled CNN, each with its
     own Bonferroni correction over its intermediate t_w.  The rule reads over all those
     corrected intervals: *reproduces* if one lies above 0 (in either arm), *contradicted* if
-    every one lies below 0 (in both arms), else *inconclusive*.  ``one`` and ``two`` are the
-    scorecard fields of each arm (:func:`accuracy_claim`, with ``wall_time``); a field of the
-    result gives both arms' values, labelled."""
-    arms = {"arm 1": one, "arm 2 (lr changed at the switch)": two}
-    verdicts = [arm["verdict"] for arm in arms.values()]
-    if "reproduces" in verdicts:
-        verdict = "reproduces"
-    elif all(v == "contradicted" for v in verdicts):
-        verdict = "contradicted"
-    elif all(v == "not measured" for v in verdicts):
-        verdict = "not measured"
-    else:
-        verdict = "inconclusive"
+    every one lies below 0 (in both arms), else *inconclusive*; the sensitivity line applies
+    the same rule to the arms' recounted verdicts.  ``arm1`` and ``arm2`` are the scorecard
+    fields of each arm (:func:`accuracy_claim`, with ``wall_time``); a field of the result
+    gives both arms' values, labelled."""
+    arms = {"arm 1": arm1, "arm 2 (lr changed at the switch)": arm2}
 
     def joined(key: str) -> str:
         return " ‖ ".join(f"{name}: {arm[key]}" for name, arm in arms.items() if arm.get(key))
 
     ns = [arm["n"] for arm in arms.values() if arm.get("n") is not None]
+    verdict = _joint([arm1["verdict"], arm2["verdict"]])
+    recounted = _joint([arm.get("recounted", arm["verdict"]) for arm in arms.values()])
     test = (joined("test") + " ‖ both arms: reproduces if some corrected interval of either arm lies above 0; "
             "contradicted if every corrected interval of both arms lies below 0; otherwise inconclusive")
     return dict(test=test, estimate=joined("estimate"), interval=joined("interval"), n=min(ns) if ns else None,
                 detectable=joined("detectable"), verdict=verdict,
-                reason=f"arm 1 {one['verdict']}, arm 2 {two['verdict']} ‖ " + joined("reason"),
-                sensitivity=joined("sensitivity"), wall_time=one.get("wall_time", 0.0) + two.get("wall_time", 0.0))
+                reason=f"arm 1 {arm1['verdict']}, arm 2 {arm2['verdict']} ‖ " + joined("reason"),
+                sensitivity=f"both arms with diverged runs at chance: {recounted} ‖ " + joined("sensitivity"),
+                wall_time=arm1.get("wall_time", 0.0) + arm2.get("wall_time", 0.0))
 
 
 def _learned(frame: pd.DataFrame, window, metric: str, chance: float) -> str:

@@ -184,9 +184,11 @@ def refresh_checked_outputs(notebook_path: str | Path, executed_path: str | Path
 #: default).  The CPU campaign has no eLCN branches and one n_train, so pages 5 and 7 stay on
 #: smoke; page 6 shows the landscape measurements it stores (``python -m needle_core landscape``,
 #: t_w 2, 8, 16); its second arm (``cpu-lr``: lr lowered at the switch, with the controlled CNN)
-#: gets page 3 again and joins claim 5 on the scorecard.
+#: gets page 3 again, read-only (it is swept by its own command), and joins claim 5 on the
+#: scorecard.
 EDITION = {"cpu": {"02_training_curves": {}, "03_switch_time": {},
-                   "03_switch_time_lr": {"source": "03_switch_time", "profile": "cpu-lr", "results_dir": None},
+                   "03_switch_time_lr": {"source": "03_switch_time", "profile": "cpu-lr", "results_dir": None,
+                                         "train": False},
                    "04_deviation": {}, "06_landscape": {}, "scorecard": {"second_arm": "cpu-lr"}}}
 
 

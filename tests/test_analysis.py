@@ -327,7 +327,7 @@ def test_claim_5_over_two_arms_reads_every_corrected_interval(arm2_gain, verdict
     alone = analysis.claims(arm1, provenance_of(arm1), CONFIG).set_index("claim").loc[5]
     assert alone["verdict"] == "contradicted"
     card = analysis.claims(arm1, provenance_of(arm1), CONFIG,
-                           second_arm=(arm2, provenance_of(arm2), dict(CONFIG, lr_after=0.01))).set_index("claim")
+                           arm2=(arm2, provenance_of(arm2), dict(CONFIG, lr_after=0.01, switch_times=[2, 3, 5]))).set_index("claim")
     five = card.loc[5]
     assert five["verdict"] == verdict and five["reason"].startswith(f"arm 1 contradicted, arm 2 {verdict}")
     # each arm keeps its own Bonferroni correction: 1 intermediate t_w in arm 1, 2 in arm 2
@@ -338,6 +338,25 @@ def test_claim_5_over_two_arms_reads_every_corrected_interval(arm2_gain, verdict
     assert five["wall_time"] == 2.0 * (3 + 9) + 2.0 * (9 + 9)  # arm 1: 3 trunks, 9 eFCN; arm 2: 9 eFCN, 9 controls
     assert (card.drop(index=5)["verdict"] == analysis.claims(arm1, provenance_of(arm1), CONFIG)
             .set_index("claim").drop(index=5)["verdict"]).all()  # the second arm decides claim 5 only
+    assert five["sensitivity"].startswith(f"both arms with diverged runs at chance: {verdict} ‖ ")
+    assert five["profile"] == "arm 1: handmade ‖ arm 2: handmade"
+
+
+def test_claim_5_in_an_arm_still_running_keeps_the_registered_grid_and_baseline():
+    # Arm 2's sweep has t_w 2 and 3 of its grid 2, 3, 5: both stay intermediate (97.5%), t_w 3 is
+    # not taken for the last; without its controlled CNN the arm is not measured, never
+    # compared with the constant-lr trunk instead.
+    arm1 = sweep_frame(efcn_gain=-0.3, switch_times=(0, 3, 5))
+    arm2 = sweep_frame(efcn_gain=0.2, control=True, switch_times=(2, 3))
+    cfg2 = dict(CONFIG, lr_after=0.01, switch_times=[2, 3, 5])
+    five = analysis.claims(arm1, provenance_of(arm1), CONFIG,
+                           arm2=(arm2, provenance_of(arm2), cfg2)).set_index("claim").loc[5]
+    assert five["verdict"] == "reproduces" and "97.5% (Bonferroni over 2 t_w)" in five["test"]
+    no_control = arm2[arm2["role"] != "cnn_control"]
+    five = analysis.claims(arm1, provenance_of(arm1), CONFIG,
+                           arm2=(no_control, provenance_of(no_control), cfg2)).set_index("claim").loc[5]
+    assert five["verdict"] == "inconclusive" and "arm 2 not measured" in five["reason"]
+    assert "cnn_control" in five["reason"] and five["reason"].count("trunk CNN") == 0
 
 
 def test_a_diverged_seed_is_left_out_counted_and_recounted_at_chance():
@@ -441,5 +460,5 @@ def test_a_second_arm_without_runs_leaves_claim_5_open():
     arm1 = sweep_frame(efcn_gain=-0.3, switch_times=(0, 3, 5))  # contradicted on its own
     empty = arm1.iloc[:0]
     five = analysis.claims(arm1, provenance_of(arm1), CONFIG,
-                           second_arm=(empty, empty, CONFIG)).set_index("claim").loc[5]
+                           arm2=(empty, empty, CONFIG)).set_index("claim").loc[5]
     assert five["verdict"] == "inconclusive" and five["reason"].startswith("arm 1 contradicted, arm 2 not measured")
