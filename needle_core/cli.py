@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     _common(land)
     land.add_argument("--switch-times", required=True, help="comma-separated t_w of the grid, e.g. 2,8,16")
     land.add_argument("--seeds", help="comma-separated seeds (default: the config's)")
-    repro = sub.add_parser("reproduce", help="run a profile's sweeps, then execute every notebook into book/")
+    repro = sub.add_parser("reproduce", help="run a profile's sweep, then execute its edition's pages into book/ "
+                           "(needle_core.book.EDITION; every notebook for a profile without one)")
     _common(repro)
     verify = sub.add_parser("verify", help="check every file of a result store against its checksum (exit 1 on damage)")
     where = verify.add_mutually_exclusive_group()

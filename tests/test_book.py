@@ -256,6 +256,21 @@ def test_committed_notebooks_match_the_book():
                     f"{source.name}: outputs committed in a cell nbval does not check"
 
 
+def test_every_edition_page_is_in_the_book_and_made_from_a_notebook():
+    """What ``reproduce --profile P`` renders is a page of the toc, committed in book/, made
+    from a source notebook that defines every parameter the edition gives it."""
+    from needle_core.book import EDITION, parameters_of
+
+    pages = set(toc_pages())
+    for profile, edition in EDITION.items():
+        for page, own in edition.items():
+            source = REPO / "notebooks" / f"{own.get('source', page)}.ipynb"
+            assert page in pages and (REPO / "book" / f"{page}.ipynb").is_file(), (profile, page)
+            assert source.is_file(), (profile, page, source.name)
+            missing = {k for k in own if k != "source"} - set(parameters_of(source))
+            assert not missing, f"{page} ({profile}): {source.name} has no parameter {missing}"
+
+
 # --- No machine paths, one repository address, the citation files ---------------------------
 
 #: Absolute paths of this machine that must never reach a page: this checkout, the virtual
