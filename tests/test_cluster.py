@@ -58,15 +58,19 @@ def cluster():
 
 
 def test_dask_matches_local(reference, tmp_path):
-    """make_executor("dask") with no scheduler: its own LocalCluster (2 one-thread workers
-    here), trunks before branches by futures, the same rows as the local executor."""
+    """make_executor("dask") with no scheduler: its own LocalCluster (one one-thread worker
+    per core of this machine), trunks before branches by futures, the same rows as the local
+    executor."""
     root, expected = reference
     executor = make_executor("dask")
     assert_same(Sweep(CONFIG, tmp_path, executor).run(progress=False), expected)
     records = {r["run"]: r for r in executor.records}
     assert set(records) == {t.spec.run for t in graph(CONFIG)}
     assert all(r["status"] == "done" and not r["resumed"] for r in records.values())
-    assert len({r["pid"] for r in records.values()}) == 2  # both workers trained
+    # Several runs are ready together (the trunk and the FCN, then the branches): with two
+    # workers or more, at least two of them trained (how many depends on the cores).
+    workers = len(worker_plan("cpu"))
+    assert min(2, workers) <= len({r["pid"] for r in records.values()}) <= workers
     assert ResultStore(tmp_path).finished_runs() == ResultStore(root).finished_runs()
 
 
