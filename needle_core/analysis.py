@@ -780,7 +780,8 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
                 second = accuracy_claim(sel2, prov2_sel, readout_epochs(config2, frame2), 5, metric, chance,
                                         against="cnn_control", grid=_config_dict(config2).get("switch_times"))
                 second["wall_time"] = wall(["efcn", "cnn_control"], prov2_sel)
-            info2 = describe(prov2, config2) if not prov2.empty else dict(profile="not run", data="", hardware="")
+            info2 = describe(prov2_sel, config2) if not frame2.empty else dict(profile="not run", data="",
+                                                                                 hardware="")
             rows[-1] = dict(both_arms(rows[-1], second), claim=5, note=note,
                             **{key: f"arm 1: {info[key]} ‖ arm 2: {info2[key]}" for key in ("profile", "data",
                                                                                             "hardware")})

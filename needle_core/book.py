@@ -180,16 +180,22 @@ def refresh_checked_outputs(notebook_path: str | Path, executed_path: str | Path
 #: The pages this edition of the book renders with each run profile (the others, with their
 #: smoke defaults): ``reproduce --profile P`` re-executes exactly these.  Each page maps to what
 #: it takes besides the profile's own parameters: ``source``, the notebook it is made from when
-#: that is not the page itself, and any parameter of that notebook (``None``: left to its
+#: that is not the page itself (a copy then gets ``title`` as its heading and figure labels of
+#: its own, :func:`relabel`), and any parameter of that notebook (``None``: left to its
 #: default).  The CPU campaign has no eLCN branches and one n_train, so pages 5 and 7 stay on
-#: smoke; page 6 shows the landscape measurements it stores (``python -m needle_core landscape``,
-#: t_w 2, 8, 16); its second arm (``cpu-lr``: lr lowered at the switch, with the controlled CNN)
-#: gets page 3 again, read-only (it is swept by its own command), and joins claim 5 on the
-#: scorecard.
+#: smoke; page 6 shows the landscape measurements it stores (``python -m needle_core
+#: landscape``, t_w 2, 8, 16); its second arm (``cpu-lr``: lr lowered at the switch, with the
+#: controlled CNN) gets page 3 again, read-only (it is swept by its own command), and joins
+#: claim 5 on the scorecard.
 EDITION = {"cpu": {"02_training_curves": {}, "03_switch_time": {},
                    "03_switch_time_lr": {"source": "03_switch_time", "profile": "cpu-lr", "results_dir": None,
-                                         "train": False},
+                                         "train": False,
+                                         "title": "3b · The same, learning rate lowered at the switch"},
                    "04_deviation": {}, "06_landscape": {}, "scorecard": {"second_arm": "cpu-lr"}}}
+
+#: The overrides a page of another profile shares with the profile it is rendered with: the
+#: data set (the campaign's arms train on one); the other fields belong to that profile's config.
+SHARED_OVERRIDES = ("dataset",)
 
 
 def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: str | Path = BOOK, *,
@@ -202,8 +208,9 @@ def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: s
     Each notebook is offered ``profile`` (and ``results_dir``, the sweep's result store,
     ``overrides``, the config fields changed from the profile, when given, and ``train``:
     False to read only the runs the store has), then the page's own parameters of the
-    edition, and gets those its ``parameters`` cell defines; the others run with their
-    defaults.  Extra keyword arguments go to :func:`execute`.  Returns the executed copies.
+    edition (a page of another profile keeps only the :data:`SHARED_OVERRIDES`), and gets
+    those its ``parameters`` cell defines; the others run with their defaults.  Extra keyword
+    arguments go to :func:`execute`.  Returns the executed copies.
     """
     offered = {"profile": profile, "train": train}
     if results_dir is not None:
@@ -214,11 +221,37 @@ def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: s
     out = []
     for page, own in pages.items():
         own = dict(own)
-        notebook = Path(notebooks_dir) / f"{own.pop('source', page)}.ipynb"
+        source, title = own.pop("source", page), own.pop("title", None)
+        notebook = Path(notebooks_dir) / f"{source}.ipynb"
         asked = {k: v for k, v in (offered | own).items() if v is not None}
-        out.append(execute(notebook, Path(book_dir) / f"{page}.ipynb", notebook_parameters(notebook, **asked),
-                           **kwargs))
+        if asked["profile"] != profile and "overrides" in asked:
+            asked["overrides"] = {k: v for k, v in asked["overrides"].items() if k in SHARED_OVERRIDES}
+        path = execute(notebook, Path(book_dir) / f"{page}.ipynb", notebook_parameters(notebook, **asked), **kwargs)
+        if source != page:
+            nb = relabel(nbformat.read(path, as_version=4), page[len(source):].strip("_"), title)
+            atomic_write_text(path, nbformat.writes(nb) + "\n")
+        out.append(path)
     return out
+
+
+def relabel(nb: nbformat.NotebookNode, suffix: str, title: str | None = None) -> nbformat.NotebookNode:
+    """A second page made from one notebook (labels are global to the book): every figure
+    name ``fig-x`` becomes ``fig-x-<suffix>``, in the cells' metadata and in the Markdown that
+    refers to it, and the first heading becomes ``# <title>`` when given."""
+    renamed = {}
+    for cell in nb.cells:
+        figure = cell.metadata.get("mystnb", {}).get("figure", {})
+        if "name" in figure:
+            renamed[figure["name"]] = figure["name"] = f"{figure['name']}-{suffix}"
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for old, new in renamed.items():
+            cell.source = cell.source.replace(f"`{old}`", f"`{new}`")
+        if title is not None and cell.source.startswith("# "):
+            _, newline, rest = cell.source.partition("\n")
+            cell.source, title = f"# {title}{newline}{rest}", None
+    return nb
 
 
 def notebook_parameters(notebook_path: str | Path, **offered) -> dict:

@@ -213,14 +213,24 @@ def test_an_edition_renders_its_pages_with_their_own_parameters(tmp_path, monkey
 
     sources, out = tmp_path / "notebooks", tmp_path / "book"
     sources.mkdir()
-    _notebook(sources / "03_s.ipynb", 'profile = "smoke"\nresults_dir = None', "print(profile, results_dir)")
+    source = _notebook(sources / "03_s.ipynb", 'profile = "smoke"\nresults_dir = None\noverrides = {}',
+                       "print(profile, results_dir, overrides)")
+    nb = nbformat.read(source, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell("# 3 · Switch\n\nSee {numref}`fig-s`."))
+    nb.cells[-1].metadata["mystnb"] = {"figure": {"name": "fig-s", "caption": "a figure"}}
+    nbformat.write(nb, source)
     _notebook(sources / "04_t.ipynb", "n = 1", "print(n)")
     monkeypatch.setattr(book, "EDITION", {"cpu": {"03_s": {}, "03_s_lr": {"source": "03_s", "profile": "cpu-lr",
-                                                                          "results_dir": None}}})
-    paths = book.execute_all("cpu", sources, out, results_dir="runs/cpu", cwd=tmp_path)
+                                                                          "results_dir": None, "title": "3b · Again"}}})
+    paths = book.execute_all("cpu", sources, out, results_dir="runs/cpu", cwd=tmp_path,
+                             overrides={"dataset": "folder:d.tar.gz", "seeds": [0]})
     assert [p.name for p in paths] == ["03_s.ipynb", "03_s_lr.ipynb"]  # not 04_t: the edition lists it not
-    first, second = (nbformat.read(p, as_version=4).cells[-1].outputs[0].text for p in paths)
-    assert first == "cpu runs/cpu\n" and second == "cpu-lr None\n"
+    first, second = (nbformat.read(p, as_version=4) for p in paths)
+    assert first.cells[-1].outputs[0].text == "cpu runs/cpu {'dataset': 'folder:d.tar.gz', 'seeds': [0]}\n"
+    assert second.cells[-1].outputs[0].text == "cpu-lr None {'dataset': 'folder:d.tar.gz'}\n"  # the data set only
+    assert first.cells[0].source == "# 3 · Switch\n\nSee {numref}`fig-s`."  # the page itself is left as it is
+    assert second.cells[0].source == "# 3b · Again\n\nSee {numref}`fig-s-lr`."
+    assert second.cells[-1].metadata.mystnb.figure.name == "fig-s-lr"
 
 
 def test_a_failed_execution_keeps_the_previous_copy(tmp_path):
@@ -267,8 +277,18 @@ def test_every_edition_page_is_in_the_book_and_made_from_a_notebook():
             source = REPO / "notebooks" / f"{own.get('source', page)}.ipynb"
             assert page in pages and (REPO / "book" / f"{page}.ipynb").is_file(), (profile, page)
             assert source.is_file(), (profile, page, source.name)
-            missing = {k for k in own if k != "source"} - set(parameters_of(source))
+            missing = set(own) - {"source", "title"} - set(parameters_of(source))
             assert not missing, f"{page} ({profile}): {source.name} has no parameter {missing}"
+
+
+def test_figure_labels_are_unique_in_the_book():
+    """Labels are global to the book: two pages with one figure name link each other's figure."""
+    import nbformat
+
+    names = [cell.metadata["mystnb"]["figure"]["name"] for path in sorted((REPO / "book").glob("*.ipynb"))
+             for cell in nbformat.read(path, as_version=4).cells if "name" in cell.metadata.get("mystnb", {})
+             .get("figure", {})]
+    assert names and len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
 
 
 # --- No machine paths, one repository address, the citation files ---------------------------

@@ -151,12 +151,9 @@ def test_reproduce_on_a_clone_without_the_data_renders_the_edition_pages_read_on
     calls = []
     monkeypatch.setattr(book, "execute", lambda src, dst, params, **kw: calls.append((Path(src).stem, params)))
     monkeypatch.setattr(book, "EDITION", {"smoke": {"02_training_curves": {},
-                                                    "02_training_curves_lr": {"source": "02_training_curves",
-                                                                              "profile": "cpu-lr"},
                                                     "scorecard": {"second_arm": "cpu-lr"}}})
     assert cli.main(["reproduce", "--profile", "smoke", "--out", str(store)]) == 0
-    assert [name for name, _ in calls] == ["02_training_curves", "02_training_curves", "scorecard"]
+    assert [name for name, _ in calls] == ["02_training_curves", "scorecard"]
     assert all(params["train"] is False for _, params in calls)
-    assert [params["profile"] for _, params in calls] == ["smoke", "cpu-lr", "smoke"]
-    assert calls[2][1]["second_arm"] == "cpu-lr"
+    assert calls[1][1]["second_arm"] == "cpu-lr"  # a page's own parameters (copies: tests/test_book.py)
     assert "re-rendering the finished runs" in capsys.readouterr().err

@@ -69,8 +69,7 @@ def test_dask_matches_local(reference, tmp_path):
     assert all(r["status"] == "done" and not r["resumed"] for r in records.values())
     # Several runs are ready together (the trunk and the FCN, then the branches): with two
     # workers or more, at least two of them trained (how many depends on the cores).
-    workers = len(worker_plan("cpu"))
-    assert min(2, workers) <= len({r["pid"] for r in records.values()}) <= workers
+    assert len({r["pid"] for r in records.values()}) >= min(2, len(worker_plan("cpu")))
     assert ResultStore(tmp_path).finished_runs() == ResultStore(root).finished_runs()
 
 
