@@ -281,6 +281,22 @@ def test_every_edition_page_is_in_the_book_and_made_from_a_notebook():
             assert not missing, f"{page} ({profile}): {source.name} has no parameter {missing}"
 
 
+def test_every_page_shows_the_code_of_its_notebook():
+    """Each executed copy in book/ ran exactly its source's code (the papermill cell of
+    injected parameters aside): a source edited without re-rendering its pages (a copy made
+    from another notebook included, e.g. page 3b) fails here."""
+    import nbformat
+
+    from needle_core.book import EDITION
+
+    made_from = {page: own.get("source", page) for edition in EDITION.values() for page, own in edition.items()}
+    for page in sorted((REPO / "book").glob("*.ipynb")):
+        source = REPO / "notebooks" / f"{made_from.get(page.stem, page.stem)}.ipynb"
+        code = [[c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"
+                 and "injected-parameters" not in c.metadata.get("tags", [])] for path in (page, source)]
+        assert code[0] == code[1], f"book/{page.name} was not re-rendered since {source.name} changed"
+
+
 def test_figure_labels_are_unique_in_the_book():
     """Labels are global to the book: two pages with one figure name link each other's figure."""
     import nbformat
