@@ -586,11 +586,11 @@ def sampled_verdict(stats: pd.DataFrame, rule: Rule, quantity: str) -> dict:
                 verdict=decision["verdict"], reason=decision["reason"])
 
 
-def _sensitivity(stats: pd.DataFrame, rule: Rule, diverged: int, chance: float) -> str:
-    """The sensitivity line: the verdict again with the diverged runs at chance accuracy."""
+def _sensitivity(again: dict | None, diverged: int, chance: float) -> str:
+    """The sensitivity line: ``again``, the :func:`decide` of the paired read-outs with the
+    diverged runs at chance accuracy (None when no run diverged)."""
     if not diverged:
         return "no run diverged: nothing to recount"
-    again = decide(stats, rule)
     return (f"{diverged} pair(s) with a diverged run, counted at chance ({chance:.3f}): {again['verdict']} "
             f"({again['reason']})")
 
@@ -655,8 +655,9 @@ def accuracy_claim(frame: pd.DataFrame, provenance: pd.DataFrame | None, window,
                 "diverged pairs left out")
     out = sampled_verdict(primary, RULES[claim], quantity)
     diverged = int(primary["n_diverged"].sum())
-    out["sensitivity"] = _sensitivity(recount, RULES[claim], diverged, chance)
-    out["recounted"] = decide(recount, RULES[claim])["verdict"] if diverged else out["verdict"]
+    again = decide(recount, RULES[claim]) if diverged else None
+    out["sensitivity"] = _sensitivity(again, diverged, chance)
+    out["recounted"] = again["verdict"] if again else out["verdict"]
     return out
 
 
@@ -775,13 +776,13 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
             frame2, prov2, config2 = arm2
             if frame2.empty:  # pre-registered but not run (yet): it cannot be left out silently
                 second = dict(not_measured("no finished run in the second arm's store"), wall_time=0.0)
+                info2 = dict(profile="not run", data="", hardware="")
             else:
                 sel2, prov2_sel = frame2[select(frame2, cfg)], prov2[select(prov2, cfg)]
                 second = accuracy_claim(sel2, prov2_sel, readout_epochs(config2, frame2), 5, metric, chance,
                                         against="cnn_control", grid=_config_dict(config2).get("switch_times"))
                 second["wall_time"] = wall(["efcn", "cnn_control"], prov2_sel)
-            info2 = describe(prov2_sel, config2) if not frame2.empty else dict(profile="not run", data="",
-                                                                                 hardware="")
+                info2 = describe(prov2_sel, config2)
             rows[-1] = dict(both_arms(rows[-1], second), claim=5, note=note,
                             **{key: f"arm 1: {info[key]} ‖ arm 2: {info2[key]}" for key in ("profile", "data",
                                                                                             "hardware")})

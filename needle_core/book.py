@@ -28,6 +28,7 @@ from pathlib import Path
 
 import nbformat
 
+from .config import shared_overrides
 from .io import atomic_write_text
 from .notebook import INSTALL, REPOSITORY, colab_url  # noqa: F401  (the repository's address lives there)
 
@@ -193,11 +194,6 @@ EDITION = {"cpu": {"02_training_curves": {}, "03_switch_time": {},
                                          "title": "3b · The same, learning rate lowered at the switch"},
                    "04_deviation": {}, "06_landscape": {}, "scorecard": {"second_arm": "cpu-lr"}}}
 
-#: The overrides a page of another profile shares with the profile it is rendered with: the
-#: data set (the campaign's arms train on one); the other fields belong to that profile's config.
-SHARED_OVERRIDES = ("dataset",)
-
-
 def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: str | Path = BOOK, *,
                 results_dir: str | Path | None = None, overrides: dict | None = None, train: bool = True,
                 **kwargs) -> list[Path]:
@@ -208,7 +204,8 @@ def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: s
     Each notebook is offered ``profile`` (and ``results_dir``, the sweep's result store,
     ``overrides``, the config fields changed from the profile, when given, and ``train``:
     False to read only the runs the store has), then the page's own parameters of the
-    edition (a page of another profile keeps only the :data:`SHARED_OVERRIDES`), and gets
+    edition (a page of another profile keeps only the shared overrides,
+    :func:`~needle_core.config.shared_overrides`), and gets
     those its ``parameters`` cell defines; the others run with their defaults.  Extra keyword
     arguments go to :func:`execute`.  Returns the executed copies.
     """
@@ -225,7 +222,7 @@ def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: s
         notebook = Path(notebooks_dir) / f"{source}.ipynb"
         asked = {k: v for k, v in (offered | own).items() if v is not None}
         if asked["profile"] != profile and "overrides" in asked:
-            asked["overrides"] = {k: v for k, v in asked["overrides"].items() if k in SHARED_OVERRIDES}
+            asked["overrides"] = shared_overrides(asked["overrides"])
         path = execute(notebook, Path(book_dir) / f"{page}.ipynb", notebook_parameters(notebook, **asked), **kwargs)
         if source != page:
             nb = relabel(nbformat.read(path, as_version=4), page[len(source):].strip("_"), title)

@@ -306,6 +306,12 @@ def validate(config: SweepConfig) -> None:
                 fail(f"{arch} with width {w} does not run on 3x32x32 inputs ({err}).")
 
 
+def shared_overrides(overrides: dict) -> dict:
+    """The overrides of one profile that a sweep of another profile shares with it: the data
+    set (the campaign's two arms train on one); the other fields belong to each profile."""
+    return {k: v for k, v in overrides.items() if k == "dataset"}
+
+
 def overrides_of(config: SweepConfig) -> dict:
     """The fields of ``config`` that differ from its profile (``config.name``): what a
     notebook needs to rebuild exactly this config with :func:`make_config`."""
