@@ -22,6 +22,8 @@ Nothing here trains anything; only :func:`exactness` and :func:`sizes` build net
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,6 +255,18 @@ def readout_epochs(window=None, frame: pd.DataFrame | None = None) -> list[int]:
     return sorted(int(e) for e in window)
 
 
+def run_windows(window):
+    """The config whose runs each have a read-out window of their own budget (``fc_epochs``
+    set: :meth:`~needle_core.config.SweepConfig.run_readout_epochs`), from a config or a config
+    dict; None when every run shares one window."""
+    from .config import SweepConfig
+
+    if isinstance(window, Mapping) and window.get("fc_epochs") is not None:
+        fields = {f.name for f in dataclasses.fields(SweepConfig)}
+        window = SweepConfig(**{k: v for k, v in window.items() if k in fields})
+    return window if isinstance(window, SweepConfig) and window.fc_epochs is not None else None
+
+
 def readout(frame: pd.DataFrame, metric: str = "test_acc", window=None,
             provenance: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each run's read-out of ``metric``: the mean of its evaluations at the read-out epochs
@@ -265,9 +279,15 @@ def readout(frame: pd.DataFrame, metric: str = "test_acc", window=None,
     divergence) and ``diverged`` True; so do the runs ``provenance`` adds (branches of a
     diverged trunk).
     """
-    epochs = readout_epochs(window, frame)
     ends = final(frame, metric, provenance).rename(columns={"value": "last"})
-    rows = frame[(frame["metric"] == metric) & frame["epoch"].isin(epochs)]
+    rows = frame[frame["metric"] == metric]
+    per_run = run_windows(window)
+    if per_run is None:
+        rows = rows[rows["epoch"].isin(readout_epochs(window, frame))]
+    else:  # each run's own window (fc_epochs): the role and switch time say which
+        start = [None if pd.isna(t) else int(t) for t in rows["switch_time"]]
+        windows = {key: set(per_run.run_readout_epochs(*key)) for key in set(zip(rows["role"], start))}
+        rows = rows[[e in windows[key] for key, e in zip(zip(rows["role"], start), rows["epoch"])]]
     window_mean = rows.groupby(["run", "layer"])["value"].agg(readout="mean", evals="count").reset_index()
     out = ends.merge(window_mean, on=["run", "layer"], how="left")
     out["evals"] = out["evals"].fillna(0).astype(int)
@@ -287,6 +307,8 @@ def epoch_span(epochs: list[int]) -> str:
 def readout_label(window=None, frame: pd.DataFrame | None = None) -> str:
     """How the pages name a read-out (:func:`readout_epochs` of ``window`` and ``frame``):
     ``"read-out (mean over epochs 17–20)"``, ``"read-out (epoch 6)"`` for a one-epoch window."""
+    if run_windows(window) is not None:
+        return f"read-out (mean over the last {run_windows(window).readout:.0%} of each run's budget)"
     epochs = readout_epochs(window, frame)
     return f"read-out ({'' if len(epochs) == 1 else 'mean over '}{epoch_span(epochs)})"
 
@@ -600,38 +622,62 @@ def _sensitivity(again: dict | None, diverged: int, chance: float) -> str:
             f"({again['reason']})")
 
 
-def spikes(frame: pd.DataFrame) -> pd.DataFrame:
-    """Loss spikes below the divergence threshold, per run (issue 17; a post hoc definition for
-    the 20-epoch edition): a run *spikes* when its training loss after its start, evaluated
-    on the training set (``train_loss``) or as an epoch's mean mini-batch loss
-    (``epoch_loss``), exceeds its training loss evaluated at its start (epoch 0 for a trunk or
-    a network from scratch, ``t_w`` for a branch: the network it was switched from).
+#: The converged edition's spike (book/preregistration.md): an epoch's mean training loss more
+#: than this many nats above the lowest earlier epoch mean of the same run.
+SPIKE_RISE = 0.25
 
-    One row per run that has both: ``run``, ``start_loss``, ``peak_loss`` (the largest
-    training loss after the start, nats), ``peak_epoch`` and ``spiked``."""
+
+def spikes(frame: pd.DataFrame, rise: float | None = None) -> pd.DataFrame:
+    """Loss spikes below the divergence threshold, per run.
+
+    ``rise`` None (the 20-epoch edition, a post hoc definition: issue 17): a run *spikes*
+    when its training loss after its start, evaluated on the training set (``train_loss``) or
+    as an epoch's mean mini-batch loss (``epoch_loss``), exceeds its training loss evaluated
+    at its start (epoch 0 for a trunk or a network from scratch, ``t_w`` for a branch).
+    ``rise`` a number (the converged edition, pre-registered: :data:`SPIKE_RISE`): when an
+    epoch's mean loss exceeds the lowest earlier epoch mean of the run by more than ``rise``.
+
+    One row per run: ``run``, ``start_loss`` (the reference: the loss at the start, or the
+    lowest earlier epoch mean before the peak rise), ``peak_loss`` (nats), ``peak_epoch`` and
+    ``spiked``."""
+    columns = ["run", "start_loss", "peak_loss", "peak_epoch", "spiked"]
+    if rise is not None:
+        epochs = frame[frame["metric"] == "epoch_loss"].dropna(subset=["value"]).sort_values(["run", "epoch"])
+        if epochs.empty:
+            return pd.DataFrame(columns=columns)
+        lowest = epochs.groupby("run")["value"].transform(lambda v: v.cummin().shift(1))
+        excess = epochs["value"] - lowest
+        top = epochs.assign(start_loss=lowest, excess=excess.fillna(-np.inf))
+        top = top.loc[top.groupby("run")["excess"].idxmax()]
+        out = top.rename(columns={"value": "peak_loss", "epoch": "peak_epoch"})
+        out["spiked"] = out["excess"] > rise
+        return out[columns].reset_index(drop=True)
     evals = frame[frame["metric"] == "train_loss"].dropna(subset=["value"])
     if evals.empty:
-        return pd.DataFrame(columns=["run", "start_loss", "peak_loss", "peak_epoch", "spiked"])
+        return pd.DataFrame(columns=columns)
     start = evals.loc[evals.groupby("run")["epoch"].idxmin(), ["run", "epoch", "value"]] \
         .rename(columns={"epoch": "start_epoch", "value": "start_loss"})
     after = frame[frame["metric"].isin(["train_loss", "epoch_loss"])].dropna(subset=["value"]).merge(start, on="run")
     after = after[after["epoch"] > after["start_epoch"]]
     if after.empty:
-        return pd.DataFrame(columns=["run", "start_loss", "peak_loss", "peak_epoch", "spiked"])
+        return pd.DataFrame(columns=columns)
     peak = after.loc[after.groupby("run")["value"].idxmax(), ["run", "value", "epoch", "start_loss"]] \
         .rename(columns={"value": "peak_loss", "epoch": "peak_epoch"})
     peak["spiked"] = peak["peak_loss"] > peak["start_loss"]
-    return peak[["run", "start_loss", "peak_loss", "peak_epoch", "spiked"]].reset_index(drop=True)
+    return peak[columns].reset_index(drop=True)
 
 
-def _spike_line(frame: pd.DataFrame, primary: pd.DataFrame, rule: "Rule", against: str, redo) -> str:
+def _spike_line(frame: pd.DataFrame, primary: pd.DataFrame, rule: "Rule", against: str, redo,
+                rise: float | None = None) -> str:
     """The sensitivity line for loss spikes: how many pairs of ``primary`` hold a run that
-    spiked (:func:`spikes`), and the verdict of ``rule`` without them (``redo(frame)``
-    recomputes the paired table of a frame)."""
-    spiked = spikes(frame)
+    spiked (:func:`spikes` with ``rise``), and the verdict of ``rule`` without them
+    (``redo(frame)`` recomputes the paired table of a frame)."""
+    spiked = spikes(frame, rise)
     spiked = set(spiked.loc[spiked["spiked"], "run"])
+    what = (f"an epoch's training loss more than {rise:g} nats above the run's lowest earlier epoch" if rise
+            else "a training loss after the start above the run's loss at its start")
     if not spiked:
-        return "no run spiked (no training loss after the start above the run's loss at its start)"
+        return f"no run spiked ({what})"
     pairs = _pairs(frame, primary, against)
     hit = pairs[pairs["runs"].apply(lambda runs: bool(runs & spiked))]
     per_tw = hit.groupby("switch_time").size()
@@ -640,8 +686,7 @@ def _spike_line(frame: pd.DataFrame, primary: pd.DataFrame, rule: "Rule", agains
         again = decide(redo(frame[~frame["run"].isin(spiked)]), rule)["verdict"]
     except ValueError:  # every run of a role spiked: nothing left to compare
         again = "not measured"
-    return (f"{len(hit)} of {len(pairs)} pairs hold a run whose training loss rose above its value at its start "
-            f"({where}); without them: {again}")
+    return f"{len(hit)} of {len(pairs)} pairs hold a run that spiked ({what}; {where}); without them: {again}"
 
 
 def _pairs(frame: pd.DataFrame, primary: pd.DataFrame, against: str) -> pd.DataFrame:
@@ -664,8 +709,11 @@ def not_measured(why: str, verdict: str = "not measured") -> dict:
 
 
 # -- the scorecard ----------------------------------------------------------------------------
-def _window_words(epochs: list[int], metric: str) -> str:
-    return f"read-out = mean {metric} over the evaluations at {epoch_span(epochs)}"
+def _window_words(window, frame: pd.DataFrame, metric: str) -> str:
+    if run_windows(window) is not None:
+        return f"read-out = mean {metric} over the evaluations in the last {run_windows(window).readout:.0%} of each " \
+               "run's own budget"
+    return f"read-out = mean {metric} over the evaluations at {epoch_span(readout_epochs(window, frame))}"
 
 
 def deviation_claim(frame: pd.DataFrame, provenance: pd.DataFrame | None, window) -> dict:
@@ -676,7 +724,7 @@ def deviation_claim(frame: pd.DataFrame, provenance: pd.DataFrame | None, window
     if not efcn["evals"].any():
         return not_measured("no deviation measured (deviation=False, or no eFCN)")
     stats = per_switch_time(efcn, "readout", last="last")
-    quantity = (f"δ of the whole eFCN ({_window_words(readout_epochs(window, frame), 'δ')}); small = below "
+    quantity = (f"δ of the whole eFCN ({_window_words(window, frame, 'δ')}); small = below "
                 f"{SMALL_DEVIATION} (the part of the weights outside the CNN subspace under half their norm)")
     out = sampled_verdict(stats, RULES[3], quantity)
     diverged = int(stats["n_diverged"].sum())
@@ -717,13 +765,13 @@ def accuracy_claim(frame: pd.DataFrame, provenance: pd.DataFrame | None, window,
     base = primary["against"].iloc[0]
     name = {"fcn": "the FCN from scratch", "cnn": "the trunk CNN (same checkpoint, same settings)",
             "cnn_control": "the controlled CNN (same checkpoint, same change of learning rate)"}[base]
-    quantity = (f"paired difference eFCN − {name}, {_window_words(readout_epochs(window, frame), metric)}, "
+    quantity = (f"paired difference eFCN − {name}, {_window_words(window, frame, metric)}, "
                 "diverged pairs left out")
     out = sampled_verdict(primary, RULES[claim], quantity)
     diverged = int(primary["n_diverged"].sum())
     again = decide(recount, RULES[claim]) if diverged else None
     out["sensitivity"] = _sensitivity(again, diverged, chance) + "; spikes: " \
-        + _spike_line(frame, primary, RULES[claim], base, tested)
+        + _spike_line(frame, primary, RULES[claim], base, tested, SPIKE_RISE if run_windows(window) is not None else None)
     out["recounted"] = again["verdict"] if again else out["verdict"]
     return out
 
@@ -822,7 +870,7 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
 
     info = describe(provenance, config)
     cfg_dict = _config_dict(config)
-    window = readout_epochs(config, frame)
+    window = config if run_windows(config) is not None else readout_epochs(config, frame)
     chance = 1 / {"cifar100": 100}.get(cfg_dict.get("dataset"), 10)
     rows = []
     for cfg in configurations(frame):
@@ -853,11 +901,13 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
                 info2 = dict(profile="not run", data="", hardware="")
             else:
                 sel2, prov2_sel = frame2[select(frame2, cfg)], prov2[select(prov2, cfg)]
-                second = accuracy_claim(sel2, prov2_sel, readout_epochs(config2, frame2), 5, metric, chance,
-                                        against="cnn_control", grid=_config_dict(config2).get("switch_times"))
+                window2 = config2 if run_windows(config2) is not None else readout_epochs(config2, frame2)
+                second = accuracy_claim(sel2, prov2_sel, window2, 5, metric, chance, against="cnn_control",
+                                        grid=_config_dict(config2).get("switch_times"))
                 second["wall_time"] = wall(["efcn", "cnn_control"], prov2_sel)
                 info2 = describe(prov2_sel, config2)
-            rows[-1] = dict(both_arms(rows[-1], second), claim=5, note=note,
+            registered = cfg_dict.get("name") in JOINT_REGISTERED
+            rows[-1] = dict(both_arms(rows[-1], second, registered), claim=5, note=note,
                             **{key: f"arm 1: {info[key]} ‖ arm 2: {info2[key]}" for key in ("profile", "data",
                                                                                             "hardware")})
         rows.append(dict(landscape_claim(landscape, cfg), claim=6, wall_time=0.0))
@@ -884,6 +934,10 @@ JOINT_RULE = ("post hoc reading of the two arms (written after arm 1 was seen, n
               "paper's protocol (arm 1) decides")
 
 
+#: The editions whose pre-registration fixed :data:`JOINT_RULE` before their data.
+JOINT_REGISTERED = ("converged",)
+
+
 def _joint(arm1: Mapping, arm2: Mapping, key: str = "verdict") -> str:
     """Claim 5's verdict over its arms by :data:`JOINT_RULE` (post hoc): ``conflicting`` when
     the arms are significant in opposite directions, ``inconclusive`` when an arm is not
@@ -904,15 +958,18 @@ def _joint(arm1: Mapping, arm2: Mapping, key: str = "verdict") -> str:
     return verdicts[0]
 
 
-def both_arms(arm1: Mapping, arm2: Mapping) -> dict:
+def both_arms(arm1: Mapping, arm2: Mapping, registered: bool = False) -> dict:
     """Claim 5 over the campaign's two arms, the paper's protocol first: arm 1 against the
     trunk CNN, arm 2 (learning rate changed at the switch, a deviation from the paper) against
     its controlled CNN, each decided by its own pre-registered test with its own Bonferroni
     correction; they are read together by :data:`JOINT_RULE` (post hoc, and said so).
     ``arm1`` and ``arm2`` are the scorecard fields of each arm (:func:`accuracy_claim`, with
     ``wall_time``); a field of the result gives both arms' values, labelled, and ``arms``
-    the two verdicts in one line."""
-    arms = {"arm 1 (the paper's protocol)": arm1, "arm 2 (lr changed at the switch)": arm2}
+    the two verdicts in one line.  ``registered``: the edition's pre-registration fixed the
+    joint reading before its data (the converged edition), so it is not labelled post hoc;
+    its second arm is the stable one (one lower lr for every network)."""
+    second = "arm 2 (stable lr for every network)" if registered else "arm 2 (lr changed at the switch)"
+    arms = {"arm 1 (the paper's protocol)": arm1, second: arm2}
 
     def joined(key: str) -> str:
         return " ‖ ".join(f"{name}: {arm[key]}" for name, arm in arms.items() if arm.get(key))
@@ -920,10 +977,10 @@ def both_arms(arm1: Mapping, arm2: Mapping) -> dict:
     ns = [arm["n"] for arm in arms.values() if arm.get("n") is not None]
     verdict = _joint(arm1, arm2)
     recounted = _joint(arm1, arm2, "recounted")
-    return dict(test=joined("test") + " ‖ both arms: " + JOINT_RULE, estimate=joined("estimate"),
+    rule = ("pre-registered reading of the two arms: " + JOINT_RULE.split(": ", 1)[1]) if registered else JOINT_RULE
+    return dict(test=joined("test") + " ‖ both arms: " + rule, estimate=joined("estimate"),
                 interval=joined("interval"), n=min(ns) if ns else None, detectable=joined("detectable"),
-                verdict=verdict, arms=f"arm 1 (paper's protocol): {arm1['verdict']} · arm 2 (lr changed at the "
-                                      f"switch): {arm2['verdict']}",
+                verdict=verdict, arms=f"arm 1 (paper's protocol): {arm1['verdict']} · {second}: {arm2['verdict']}",
                 reason=f"arm 1 {arm1['verdict']}, arm 2 {arm2['verdict']} ‖ " + joined("reason"),
                 sensitivity=f"both arms with diverged runs at chance: {recounted} ‖ " + joined("sensitivity"),
                 wall_time=arm1.get("wall_time", 0.0) + arm2.get("wall_time", 0.0))
