@@ -2,13 +2,13 @@
 # The converged campaign in its pre-registered order (book/preregistration.md, second part):
 # one one-thread process, seed by seed, alternating the arms, each seed in graph order. Run it
 # from a clean checkout (a published store refuses a dirty tree); it resumes where it stopped.
-#   bash benchmarks/run_converged.sh [ARMS...]      (default: converged-stable converged)
+#   bash benchmarks/run_converged.sh [ARMS...]      (default: converged-low-lr converged)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 DATA=${DATA:-folder:data/cifar10-jpeg.tar.gz}
 ARMS=("$@")
-[ ${#ARMS[@]} -gt 0 ] || ARMS=(converged-stable converged)
+[ ${#ARMS[@]} -gt 0 ] || ARMS=(converged-low-lr converged)
 for seed in 0 1 2 3 4; do
   for arm in "${ARMS[@]}"; do
     # arm 1 (converged) has seeds 0-2: a seed the arm does not have is skipped

@@ -967,8 +967,8 @@ def both_arms(arm1: Mapping, arm2: Mapping, registered: bool = False) -> dict:
     ``wall_time``); a field of the result gives both arms' values, labelled, and ``arms``
     the two verdicts in one line.  ``registered``: the edition's pre-registration fixed the
     joint reading before its data (the converged edition), so it is not labelled post hoc;
-    its second arm is the stable one (one lower lr for every network)."""
-    second = "arm 2 (stable lr for every network)" if registered else "arm 2 (lr changed at the switch)"
+    its second arm trains every network at one lower lr."""
+    second = "arm 2 (a lower lr for every network)" if registered else "arm 2 (lr changed at the switch)"
     arms = {"arm 1 (the paper's protocol)": arm1, second: arm2}
 
     def joined(key: str) -> str:
