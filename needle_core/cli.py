@@ -158,11 +158,7 @@ def _main(parser: argparse.ArgumentParser, args, root: Path) -> int:
         train = args.command == "sweep" or (args.train and sweep.missing_data is None)
         if args.command == "reproduce" and not train:
             missing = [t.spec.run for t in sweep.tasks() if not sweep.store.is_finished(t.spec.run)]
-            finished = sweep.store.finished_runs()
             why = (f"{sweep.missing_data}; " if sweep.missing_data is not None else "")
-            if not finished:
-                fail(2, f"{root} holds no finished run to re-render: {why}train them first (python -m needle_core "
-                        f"sweep --profile {config.name} --out {root}, or reproduce --train).")
             if missing or sweep.missing_data is not None:
                 print(f"warning: {why}re-rendering the finished runs of {root} only"
                       + (f"; {len(missing)} runs of the config are missing (train them with: python -m needle_core "
@@ -273,6 +269,10 @@ def _verify(root: Path) -> int:
         shown = ", ".join(report["not_trained"][:5]) + (", ..." if n["not_trained"] > 5 else "")
         print(f"missing: {n['not_trained']} runs of the recorded config are not in the store ({shown}): the next "
               f"sweep of that config trains them")
+    if report["deleted"]:
+        print(f"deleted: {n['deleted']} recorded files went with their run folder or landscape point "
+              f"({', '.join(report['deleted'][:3])}{', ...' if n['deleted'] > 3 else ''}): the next sweep (or landscape "
+              "command) makes them again")
     if report["landscape_unmeasured"]:
         print(f"missing: {n['landscape_unmeasured']} landscape points recorded without their table "
               f"({', '.join(report['landscape_unmeasured'][:3])}): the landscape command measures them again")
@@ -318,6 +318,8 @@ def _upgrade(root: Path, rebuild: bool, dry_run: bool) -> int:
         print(f"  vouched for: {len(out['vouched'])} files had no earlier checksum and are listed as they are now "
               f"(each parses as its kind; that their content is what was written is your word): "
               + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    if out.get("dropped"):
+        print(f"  dropped: {len(out['dropped'])} entries of files deleted with their run folder or landscape point")
     if out["sidecars"]:
         print(f"  removed: {len(out['sidecars'])} old .sha256 sidecars (their digests are in the manifest now)")
     if out["unexpected"]:

@@ -181,6 +181,19 @@ def optional(name: str) -> bool:
     return name.endswith(".pt")
 
 
+def deleted_whole(root: Path, name: str) -> bool:
+    """Whether the listed file ``name`` went with its whole unit, as the fixes say to do:
+    its run's folder, or both files of a landscape point (then the next sweep, or the
+    landscape command, makes them again: no damage)."""
+    parts = name.split("/")
+    if parts[0] == "runs" and len(parts) >= 3:
+        return not (Path(root) / Path(*parts[:-1])).exists()
+    if parts[0] == "landscape" and len(parts) == 2:
+        stem = Path(root) / "landscape" / Path(parts[1]).stem
+        return not stem.with_suffix(".json").exists() and not stem.with_suffix(".parquet").exists()
+    return False
+
+
 def fix_for(root: Path, name: str) -> str:
     """What to do about a damaged or missing file ``name`` of the store at ``root``."""
     parts = name.split("/")
@@ -208,8 +221,7 @@ def check_bytes(root: Path, path: Path, data: bytes) -> None:
             return
     if accepted is None:
         raise StoreDamaged(path, "no checksum recorded in the store's manifest (written outside needle_core, or "
-                                 "the manifest lost it)", fix=fix_for(root, name) if name.split("/")[0] != "runs" else
-                           f"{fix_for(root, name)}, or vouch for it as it is with '{upgrade_command(root)}'")
+                                 "the manifest lost it)", fix=fix_for(root, name))
     shown = [d for d in accepted if d != ABSENT] or accepted
     raise StoreDamaged(path, f"sha256 {found[:12]}... is not the recorded {shown[0][:12]}... (damaged or replaced)",
                        fix=fix_for(root, name))

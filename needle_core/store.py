@@ -90,9 +90,8 @@ class ResultStore:
         checksum): readers and writers refuse it until ``upgrade`` has run."""
         if self.has_manifest() or not self.root.is_dir():
             return False
-        return (self.root / "config.json").exists() or any(
-            p.is_file() for d in ("runs", "landscape") for p in (self.root / d).rglob("*")
-            if p.name not in UNLISTED and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+        return (self.root / "config.json").exists() or any((self.root / "runs").rglob("provenance.json")) or \
+            any((self.root / "landscape").glob("*.json"))
 
     def old_store_error(self) -> StoreDamaged:
         return StoreDamaged(self.root / MANIFEST, "missing: this store was written before every file had a checksum",
@@ -123,7 +122,8 @@ class ResultStore:
     def _vanished(self, path: Path) -> bool:
         """Whether ``path`` is gone although the manifest says it was written (and not in flight)."""
         accepted = self.listed(path)
-        return accepted is not None and ABSENT not in accepted and not path.exists()
+        return accepted is not None and ABSENT not in accepted and not path.exists() and \
+            not integrity.deleted_whole(self.root, relative(self.root, path))
 
     # -- per run --------------------------------------------------------------------------
     def is_finished(self, run: str) -> bool:
@@ -191,7 +191,7 @@ class ResultStore:
         for name, accepted in load_manifest(self.root).items():
             parts = name.split("/")
             if parts[0] == "runs" and parts[-1] == "provenance.json" and ABSENT not in accepted \
-                    and not (self.root / name).exists():
+                    and not (self.root / name).exists() and not integrity.deleted_whole(self.root, name):
                 out.append("/".join(parts[1:-1]))
         return sorted(out)
 
@@ -257,7 +257,7 @@ class ResultStore:
         config the store lacks), ``landscape`` (points measured), ``landscape_unmeasured``
         (a record without its rows: measured again by the landscape command)."""
         keys = ("problems", "runs", "checkpoints", "checkpoints_elsewhere", "in_flight", "unfinished", "leftovers",
-                "not_trained", "landscape", "landscape_unmeasured", "files")
+                "not_trained", "landscape", "landscape_unmeasured", "files", "deleted")
         report = {k: [] for k in keys}
         damaged: dict[str, str] = {}
 
@@ -285,6 +285,8 @@ class ResultStore:
                     report["in_flight"].append(name)
                 elif optional(name):
                     report["checkpoints_elsewhere"].append(name)
+                elif integrity.deleted_whole(self.root, name):
+                    report["deleted"].append(name)
                 else:
                     damage(StoreDamaged(path, "missing (the manifest records it)", fix=fix_for(self.root, name)))
                 continue
@@ -493,10 +495,12 @@ def upgrade(root: str | Path, rebuild: bool = False, dry_run: bool = False) -> d
             continue
         adopted[name] = [digest]
         out["checked" if recorded is not None else "vouched"].append(name)
+    dropped = [name for name in files if not (root / name).exists() and integrity.deleted_whole(root, name)]
+    out["dropped"] = dropped
     if not dry_run:
         with FileLock(root / ".manifest.lock") as lock:
             lock.acquire()
-            integrity.write_manifest(root, {**files, **adopted})
+            integrity.write_manifest(root, {**{k: v for k, v in files.items() if k not in dropped}, **adopted})
         for path in sorted(root.rglob("*.pt.sha256")):
             if relative(root, path.with_name(path.name[:-len(".sha256")])) in {**files, **adopted} or \
                     not path.with_name(path.name[:-len(".sha256")]).exists():
@@ -558,6 +562,36 @@ def rebuild_config(root: str | Path) -> dict:
     store.writable()
     atomic_write_bytes(root / "config.json", json_bytes(record))
     return record
+
+
+def landscape_files(root: str | Path, suffix: str) -> list[Path]:
+    """The landscape records (``".json"``) or tables (``".parquet"``) of the store at ``root``,
+    sorted; :class:`StoreDamaged` for one the manifest records that is gone (a table deleted
+    on its own: its rows would silently be missing)."""
+    store = ResultStore(root)
+    folder = store.root / "landscape"
+    files = sorted(folder.glob(f"*{suffix}")) if folder.is_dir() else []
+    if store.has_manifest():
+        for name, accepted in load_manifest(store.root).items():
+            path = store.root / name
+            if name.startswith("landscape/") and name.endswith(suffix) and not path.exists() \
+                    and ABSENT not in accepted and not integrity.deleted_whole(store.root, name):
+                raise StoreDamaged(path, "missing (the manifest records it)", fix=fix_for(store.root, name))
+    elif files and store.is_old():
+        raise store.old_store_error()
+    return files
+
+
+def read_landscape_table(path: str | Path) -> pd.DataFrame:
+    """A landscape table of a store, checked against its manifest."""
+    path = Path(path)
+    root = path.parent.parent
+    return _parse(root, relative(root, path), ResultStore(root).read(path))
+
+
+def read_landscape_record(path: str | Path) -> dict:
+    """A landscape record of a store, checked against its manifest."""
+    return read_landscape_table(path)
 
 
 def git_commit() -> str | None:
