@@ -269,6 +269,11 @@ def _verify(root: Path) -> int:
         shown = ", ".join(report["not_trained"][:5]) + (", ..." if n["not_trained"] > 5 else "")
         print(f"missing: {n['not_trained']} runs of the recorded config are not in the store ({shown}): the next "
               f"sweep of that config trains them")
+    if report["checkpoints"] and report["checkpoints_elsewhere"]:  # the machine that trained: some are gone
+        print(f"gone: {n['checkpoints_elsewhere']} recorded checkpoints are not here although others are "
+              f"({', '.join(report['checkpoints_elsewhere'][:3])}{', ...' if n['checkpoints_elsewhere'] > 3 else ''}): "
+              "a branch that needs a switch checkpoint re-trains its trunk; a final.pt or resume.pt comes back only "
+              "by deleting its run folder (the next sweep re-runs it)")
     if report["deleted"]:
         print(f"deleted: {n['deleted']} recorded files went with their run folder or landscape point "
               f"({', '.join(report['deleted'][:3])}{', ...' if n['deleted'] > 3 else ''}): the next sweep (or landscape "

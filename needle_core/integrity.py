@@ -101,6 +101,8 @@ def load_manifest(root: Path, fresh: bool = False) -> dict[str, list[str]]:
         if record.get("format") != FORMAT or not isinstance(files, dict) or not all(
                 isinstance(v, list) and all(isinstance(d, str) for d in v) and v for v in files.values()):
             raise ValueError(f"not a manifest of format {FORMAT}")
+        if record.get("sha256") != _files_digest(files):
+            raise ValueError("its own sha256 does not match its entries: damaged or edited")
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise StoreDamaged(path, f"not a readable manifest ({_first_line(error)})",
                            fix=f"restore it (git checkout -- {path}, for a committed store), or rebuild it with "
@@ -115,10 +117,18 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def _files_digest(files: dict) -> str:
+    """The manifest's own checksum: the sha256 of its entries (a flipped digest is named as
+    damage of the manifest, not of the file it lists)."""
+    return sha256_bytes(json.dumps(files, sort_keys=True).encode())
+
+
 def write_manifest(root: Path, files: dict[str, list[str]]) -> None:
     from .io import json_bytes, write_bytes_unlisted
 
-    write_bytes_unlisted(Path(root) / MANIFEST, json_bytes({"format": FORMAT, "files": dict(sorted(files.items()))}))
+    files = dict(sorted(files.items()))
+    write_bytes_unlisted(Path(root) / MANIFEST, json_bytes({"format": FORMAT, "files": files,
+                                                            "sha256": _files_digest(files)}))
 
 
 def update(root: Path, changes: dict[str, list[str] | None]) -> None:
