@@ -166,9 +166,12 @@ class Sweep:
             raise ValueError(f"invalid sweep config: {empty[0]}=[] gives no run to train or read: give at least one "
                              f"value (--set {empty[0]}=...).")
         self.config, self.store, self.allow_dirty = config, ResultStore(root), allow_dirty
-        if self.store.root.exists() and not self.store.root.is_dir():
-            raise ValueError(f"output folder {self.store.root} is a file, not a folder: give a folder for the result "
-                             "store (--out), created if missing.")
+        probe = self.store.root
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise ValueError(f"output folder {self.store.root}: {probe} is a file, not a folder: give a folder for the "
+                             "result store (--out), created if missing.")
         if isinstance(executor, str):
             if executor not in EXECUTORS:
                 raise ValueError(f"unknown executor {executor!r}: choose one of {sorted(EXECUTORS)}.")
