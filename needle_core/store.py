@@ -174,7 +174,8 @@ class ResultStore:
                  "metrics.parquet": parquet_bytes(pd.DataFrame(rows, columns=METRIC_COLUMNS))}
         files["provenance.json"] = json_bytes(dict(provenance, checksums={n: sha256_bytes(b) for n, b in files.items()}))
         atomic_write_files({d / name: data for name, data in files.items()})
-        integrity.remove(d / "resume.pt")
+        if (d / "resume.pt").exists() or self.listed(d / "resume.pt") is not None:
+            integrity.remove(d / "resume.pt")
         for path in (sidecar(d / "resume.pt"), *leftovers(d)):
             path.unlink(missing_ok=True)
 
@@ -290,10 +291,12 @@ class ResultStore:
                 else:
                     damage(StoreDamaged(path, "missing (the manifest records it)", fix=fix_for(self.root, name)))
                 continue
+            if str(path) in skip:  # a leftover: never read, removed by the next sweep
+                continue
             try:
                 integrity.check_file(path, self.root)
                 report["files"].append(name)
-                if name.endswith(".pt") and str(path) not in skip:
+                if name.endswith(".pt"):
                     report["checkpoints"].append(name)
             except StoreDamaged as error:
                 damage(error)
