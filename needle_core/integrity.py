@@ -131,13 +131,16 @@ def write_manifest(root: Path, files: dict[str, list[str]]) -> None:
                                                             "sha256": _files_digest(files)}))
 
 
-def update(root: Path, changes: dict[str, list[str] | None]) -> None:
-    """Apply ``changes`` (``None`` drops an entry) to the manifest, under its lock."""
+def update(root: Path, changes) -> None:
+    """Apply ``changes`` (``{name: digests}``, ``None`` drops an entry; or a function of the
+    current entries returning them) to the manifest, under its lock."""
     from .lock import FileLock
 
     with FileLock(Path(root) / ".manifest.lock") as lock:
         lock.acquire()
         files = dict(load_manifest(root, fresh=True))
+        if callable(changes):
+            changes = changes(files)
         for name, digests in changes.items():
             if digests is None:
                 files.pop(name, None)
@@ -161,12 +164,14 @@ def relative(root: Path, path: Path) -> str:
 def begin(root: Path, paths_digests: dict[Path, str]) -> None:
     """Step 1 of a write: each file's entry accepts its new digest and what it accepted
     before (:data:`ABSENT` for a file not there yet)."""
-    files = load_manifest(root, fresh=True)
-    changes = {}
-    for path, digest in paths_digests.items():
-        name = relative(root, path)
-        before = files.get(name) or ([] if Path(path).exists() else [ABSENT])
-        changes[name] = [digest, *before]
+    def changes(files: dict) -> dict:  # under the manifest's lock: no other writer's step in between
+        out = {}
+        for path, digest in paths_digests.items():
+            name = relative(root, path)
+            before = files.get(name) or ([] if Path(path).exists() else [ABSENT])
+            out[name] = [digest, *before]
+        return out
+
     update(root, changes)
 
 
