@@ -270,6 +270,8 @@ class ResultStore:
         base = self.root / "runs"
         report["unfinished"] = sorted(str(p.relative_to(base)) for p in base.glob("*/*")
                                       if p.is_dir() and not (p / "provenance.json").exists()) if base.exists() else []
+        if not self.has_manifest() and not self.is_old():
+            return report  # a store started and stopped before its first file: nothing to check
         try:
             files = load_manifest(self.root, fresh=True)
         except StoreDamaged as error:

@@ -415,3 +415,54 @@ def test_reproduce_never_trains_unless_asked(tmp_path, monkeypatch, capsys):
                            capsys)
     assert code == 0 and calls[0]["train"] is False and "3 runs of the config are missing" in err
     assert not (tmp_path / "empty").exists()
+
+
+# --- killed at any write: resumes to the same store --------------------------------------------------
+class Killed(BaseException):
+    """A kill -9 at one write (raised where the file would be renamed into place)."""
+
+
+CRASH = dict(SMALL, kinds=[], checkpoint_minutes=0)  # a trunk and an FCN, a resume point every epoch
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("uninterrupted") / "store"
+    Sweep(make_config("smoke", CRASH), root).run(progress=False)
+    return root
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 8, 12, 17, 23, 30])
+def test_killed_at_any_write_the_store_verifies_and_resumes_bit_identically(k, uninterrupted, tmp_path, monkeypatch):
+    """The k-th file replaced while the sweep writes (the manifest's steps included) is where
+    it dies: the store verifies without damage, and the next sweep ends where an
+    uninterrupted one does (results and weights bit for bit)."""
+    root = tmp_path / "store"
+    real, calls = nio.write_bytes_unlisted, []
+
+    def dying(path, data):
+        calls.append(path)
+        if len(calls) == k:
+            raise Killed
+        return real(path, data)
+
+    monkeypatch.setattr(nio, "write_bytes_unlisted", dying)
+    try:
+        Sweep(make_config("smoke", CRASH), root).run(progress=False)
+    except Killed:
+        pass
+    monkeypatch.setattr(nio, "write_bytes_unlisted", real)
+    if len(calls) < k:
+        pytest.skip(f"the sweep replaces only {len(calls)} files")
+    report = ResultStore(root).verify()
+    assert report["problems"] == [], (calls[-1], report["problems"])
+    Sweep(make_config("smoke", CRASH), root).run(progress=False)
+    assert ResultStore(root).verify()["problems"] == []
+    key = ["run", "epoch", "metric", "layer"]
+    pd.testing.assert_frame_equal(ResultStore(root).results().sort_values(key).reset_index(drop=True),
+                                  ResultStore(uninterrupted).results().sort_values(key).reset_index(drop=True),
+                                  check_exact=True)
+    for path in uninterrupted.rglob("final.pt"):
+        a = torch.load(path, weights_only=True)["model"]
+        b = torch.load(root / path.relative_to(uninterrupted), weights_only=True)["model"]
+        assert all(torch.equal(a[n], b[n]) for n in a)
