@@ -58,7 +58,7 @@ import torch
 
 from . import integrity
 from .integrity import (ABSENT, MANIFEST, UNLISTED, StoreDamaged, fix_for, load_manifest, optional, read_checked,
-                        relative, sha256_bytes, sha256_file, sidecar, sidecar_digests, upgrade_command)
+                        relative, sha256_bytes, sidecar, sidecar_digests, upgrade_command)
 from .io import atomic_write_bytes, atomic_write_files, json_bytes, leftovers, parquet_bytes, torch_bytes
 from .lock import FileLock
 

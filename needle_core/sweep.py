@@ -10,7 +10,6 @@ trunk, is then the baseline of "the eFCN beats the CNN" (paper.md §8).
 from __future__ import annotations
 
 import fnmatch
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol

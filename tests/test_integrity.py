@@ -15,7 +15,6 @@ import os
 import shutil
 import tarfile
 import tempfile
-import warnings
 from pathlib import Path
 
 import pandas as pd
