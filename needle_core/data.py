@@ -23,10 +23,13 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
+import io
 import os
 import shutil
 import tarfile
 import tempfile
+import warnings
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,7 +38,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .io import atomic_torch_save, disk_full, leftovers
+from .io import atomic_write_bytes, disk_full, leftovers, torch_bytes
 from .lock import FileLock
 
 CIFAR10_NORMALISATION = ((0.491, 0.482, 0.447), (0.247, 0.243, 0.262))
@@ -53,6 +56,11 @@ _DECODE_THREADS = min(4, os.cpu_count() or 1)
 
 class DatasetNotFound(FileNotFoundError):
     """A dataset is neither on disk nor downloadable; the message says how to provide it."""
+
+
+class BadDataset(ValueError):
+    """A data set is here but cannot be used as it is (a damaged archive, a wrong layout,
+    images of mixed or unusable sizes, too few images); the message names it and the fix."""
 
 
 @dataclass
@@ -149,6 +157,35 @@ def load(name: str, root: str | Path, n_train: int | None = None, n_test: int | 
         splits[split] = (normalise(x.to(device), mean, std), y.to(device))
     return Data(*splits["train"], *splits["test"], classes=list(raw["classes"]), name=name,
                 mean=tuple(mean), std=tuple(std))
+
+
+def check(name: str, root: str | Path, n_trains: list, n_test: int | None) -> tuple[int, int, int]:
+    """Read the data set ``name`` (decoded and cached under ``root`` as :func:`load` does)
+    and check that every training subset size of ``n_trains`` and ``n_test`` exists in it,
+    before a sweep writes anything.  Returns the images' shape ``(C, H, W)``; raises
+    :class:`BadDataset` or :class:`DatasetNotFound` naming the data set and the fix."""
+    root = Path(root)
+    if name == "synthetic":
+        return SYNTHETIC_SHAPE
+    if name in ("cifar10", "cifar100"):
+        raw = _in_folder(root, lambda: _cached(root, name, lambda: _read_torchvision(name, root)))
+    elif name.startswith("folder:"):
+        source = folder_source(name)
+        raw = _in_folder(root, lambda: _load_folder(source, root))
+    else:
+        raise ValueError(f"unknown dataset {name!r}: use 'cifar10', 'cifar100', 'synthetic', "
+                         "'folder:/path/to/dir' or 'folder:/path/to/archive.tar.gz'.")
+    classes = len(raw["classes"])
+    for split, sizes, field_name in (("train", n_trains, "n_trains"), ("test", [n_test], "n_test")):
+        counts = torch.bincount(raw[f"y_{split}"], minlength=classes)
+        available = classes * int(counts.min()) if len(counts) else 0
+        for n in sizes:
+            if n is not None and (n <= 0 or n % classes or n > available):
+                raise BadDataset(f"{field_name}: {n} images of {name} is not a class-balanced subset of its {split} "
+                                 f"split ({len(raw[f'y_{split}'])} images, {int(counts.min()) if len(counts) else 0} "
+                                 f"in the rarest of {classes} classes): use a multiple of {classes} of at most "
+                                 f"{available} (--set {field_name}=...), or null for the whole split.")
+    return tuple(raw["x_train"].shape[1:])
 
 
 def synthetic(n_train: int = 2000, n_test: int = 1000, seed: int = 0, pattern_size: int = 6, cell: int = 3,
@@ -265,10 +302,27 @@ def _cached(root: Path, key: str, decode) -> dict:
     so a killed run never leaves a truncated cache).  The dict holds ``x_train``, ``x_test``
     uint8 ``(N, C, H, W)``, ``y_train``, ``y_test`` int64 ``(N,)`` and ``classes``."""
     path = root / "cache" / f"{key}.pt"
+    digest_path = path.with_name(path.name + ".sha256")
     if path.exists():
-        return torch.load(path, weights_only=True)
+        problem = None
+        try:
+            data = path.read_bytes()
+            recorded = digest_path.read_text().strip() if digest_path.exists() else None
+            if recorded != hashlib.sha256(data).hexdigest():
+                problem = "its sha256 is not the one recorded" if recorded else "no sha256 recorded beside it"
+            else:
+                raw = torch.load(io.BytesIO(data), weights_only=True)
+                if isinstance(raw, dict) and {"x_train", "y_train", "x_test", "y_test", "classes"} <= raw.keys():
+                    return raw
+                problem = "not a decoded data set"
+        except Exception as error:  # a damaged or planted file: never loaded with code, decoded again
+            problem = f"not a cache of tensors ({_first_line(error)})"
+        warnings.warn(f"data cache {path}: {problem}; decoding the data set again.")
+        path.unlink(missing_ok=True)
     raw = decode()
-    atomic_torch_save(path, raw)
+    data = torch_bytes(raw)
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(digest_path, (hashlib.sha256(data).hexdigest() + "\n").encode())
     return raw
 
 
@@ -307,13 +361,30 @@ def identity(name: str) -> str:
     """
     if not name.startswith("folder:"):
         return name
-    source = Path(name[len("folder:"):]).expanduser().resolve()
-    if not source.exists():
-        raise DatasetNotFound(f"dataset {name!r}: {source} does not exist. Pass the path of the ImageFolder "
-                              "directory or .tar.gz archive you have, e.g. --set dataset=folder:/path/to/cifar10-jpeg.tar.gz.")
+    source = folder_source(name)
     files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
     versions = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     return _sha256(str(source), versions)
+
+
+def folder_source(name: str) -> Path:
+    """The path of a ``folder:`` data set, checked for what can be read before anything is
+    hashed or written: an ImageFolder directory with ``train/`` and ``test/``, or a
+    ``.tar.gz`` file."""
+    text = name[len("folder:"):].strip()
+    if not text:
+        raise ValueError(f"dataset {name!r} names no path: give --set dataset=folder:/path/to/cifar10-jpeg.tar.gz "
+                         "(an ImageFolder directory or .tar.gz archive with train/ and test/ inside).")
+    source = Path(text).expanduser().resolve()
+    if not source.exists():
+        raise DatasetNotFound(f"dataset {name!r}: {source} does not exist. Pass the path of the ImageFolder "
+                              "directory or .tar.gz archive you have, e.g. --set dataset=folder:/path/to/cifar10-jpeg.tar.gz.")
+    if source.is_dir():
+        _split_dirs(source)
+    elif not source.name.endswith(".tar.gz"):
+        raise ValueError(f"dataset {name!r}: {source} is neither a folder nor a .tar.gz archive: re-pack it as "
+                         f".tar.gz (tar czf data.tar.gz train test) or extract it and give the folder.")
+    return source
 
 
 @functools.lru_cache(maxsize=16)
@@ -348,6 +419,11 @@ def _load_folder(source: Path, root: Path) -> dict:
     return _cached(root, _key(source.name, identity(f"folder:{source}")), lambda: _decode_folder(source))
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _key(stem: str, fingerprint: str) -> str:
     return f"folder-{stem}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:16]}"
 
@@ -370,7 +446,14 @@ def _extract(archive: Path, target: Path) -> Path:
                 with tarfile.open(archive, "r:gz") as tar:
                     raise disk_full(target, sum(member.size for member in tar)) from None
             # A failed rename onto a target that now exists: another process extracted it first.
-            if not (isinstance(error, OSError) and target.exists()):
+            if isinstance(error, OSError) and target.exists():
+                pass
+            elif isinstance(error, (tarfile.TarError, EOFError, zlib.error)) or (
+                    isinstance(error, OSError) and not isinstance(error, PermissionError)):
+                raise BadDataset(f"archive {archive} cannot be extracted ({_first_line(error)}): it is damaged, "
+                                 "truncated or not a .tar.gz of an ImageFolder tree; download or re-create it "
+                                 "(tar czf NAME.tar.gz train test).") from None
+            else:
                 raise
     children = [p for p in target.iterdir() if p.is_dir()]
     if not (target / "train").is_dir() and len(children) == 1:
@@ -383,8 +466,8 @@ def _split_dirs(tree: Path) -> dict[str, Path]:
     dirs = {split: tree / split for split in ("train", "test")}
     for split, path in dirs.items():
         if not path.is_dir():
-            raise DatasetNotFound(f"ImageFolder dataset {tree} has no {split}/ subfolder: expected "
-                                  f"{tree}/train/<class>/<image> and {tree}/test/<class>/<image>.")
+            raise BadDataset(f"ImageFolder dataset {tree} has no {split}/ subfolder: expected "
+                             f"{tree}/train/<class>/<image> and {tree}/test/<class>/<image>.")
     return dirs
 
 
@@ -395,9 +478,13 @@ def _decode_folder(tree: Path) -> dict:
     raw = {}
     for split, path in _split_dirs(tree).items():
         # ImageFolder only lists the files (sorted classes, sorted names); we decode them ourselves.
-        folder = torchvision.datasets.ImageFolder(path)
+        try:
+            folder = torchvision.datasets.ImageFolder(path)
+        except (OSError, RuntimeError) as error:  # no class folder, or a class without images
+            raise BadDataset(f"ImageFolder split {path} cannot be read ({_first_line(error)}): expected "
+                             f"{path}/<class>/<image> with images in every class folder.") from None
         if raw.setdefault("classes", folder.classes) != folder.classes:
-            raise ValueError(f"{tree}: train/ and test/ have different classes "
+            raise BadDataset(f"{tree}: train/ and test/ have different classes "
                              f"({raw['classes']} vs {folder.classes}).")
         paths, labels = zip(*folder.samples)
         raw[f"x_{split}"] = _decode_images(list(paths))
@@ -410,8 +497,11 @@ def _decode_images(paths: list[str]) -> torch.Tensor:
     from PIL import Image
 
     def read(path: str) -> np.ndarray:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+        try:
+            with Image.open(path) as image:
+                return np.asarray(image.convert("RGB"))
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            raise BadDataset(f"{path} is not a readable image ({_first_line(error)}): remove or replace it.") from None
 
     first = read(paths[0])
     out = np.empty((len(paths), *first.shape), dtype=np.uint8)
@@ -420,7 +510,7 @@ def _decode_images(paths: list[str]) -> torch.Tensor:
         for i in range(start, stop):
             image = read(paths[i])
             if image.shape != first.shape:
-                raise ValueError(f"{paths[i]} is {image.shape[1]}x{image.shape[0]} pixels, "
+                raise BadDataset(f"{paths[i]} is {image.shape[1]}x{image.shape[0]} pixels, "
                                  f"{paths[0]} {first.shape[1]}x{first.shape[0]}: all images must be the same size.")
             out[i] = image
 

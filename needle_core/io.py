@@ -45,8 +45,9 @@ def disk_full(path: Path, needed: int) -> DiskFull:
                     f"(--out, --set data_root=...)")
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, rename."""
+def write_bytes_unlisted(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, rename
+    (recorded in no manifest: :func:`atomic_write_bytes` is what writers call)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -63,6 +64,33 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             raise disk_full(path, len(data)) from None
         raise
     return path
+
+
+def atomic_write_files(files: dict) -> None:
+    """Write each ``{path: bytes}`` atomically, in order; inside a result store (a folder
+    above holding ``manifest.json``) with their sha256 recorded in its manifest, before and
+    after the writes (:mod:`needle_core.integrity`), so that a reader checks them all."""
+    from . import integrity
+
+    files = {Path(p): d for p, d in files.items()}
+    stores: dict = {}
+    for path in files:
+        root = integrity.store_of(path)
+        if root is not None and path.name not in integrity.UNLISTED:
+            stores.setdefault(root, {})[path] = integrity.sha256_bytes(files[path])
+    for root, digests in stores.items():
+        integrity.begin(root, digests)
+    for path, data in files.items():
+        write_bytes_unlisted(path, data)
+    for root, digests in stores.items():
+        integrity.commit(root, digests)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, rename;
+    inside a result store, with its sha256 in the store's manifest (:func:`atomic_write_files`)."""
+    atomic_write_files({path: data})
+    return Path(path)
 
 
 def leftovers(folder: Path) -> list[Path]:

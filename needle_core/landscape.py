@@ -34,7 +34,7 @@ from .interpolate import barrier, scan, string
 from .io import atomic_write_bytes, atomic_write_json, parquet_bytes
 from .models import cnn, fcn
 from .run import RunSpec, resolve_device
-from .store import ResultStore, environment
+from .store import ResultStore, environment, landscape_files, read_landscape_record, read_landscape_table
 from .sweep import Sweep
 
 class WeightsMissing(ValueError):
@@ -108,7 +108,7 @@ def _stored(path: Path) -> bool:
     """Whether the point of ``path`` needs no measuring: its rows are stored, or its record
     says there is nothing to measure (a diverged eFCN)."""
     record = path.with_suffix(".json")
-    return path.exists() or (record.exists() and json.loads(record.read_text())["status"] != "done")
+    return path.exists() or (record.exists() and read_landscape_record(record)["status"] != "done")
 
 
 def missing(config: SweepConfig, root, switch_times: list[int], seeds: list[int] | None = None) -> list[dict]:
@@ -215,8 +215,8 @@ def scans(root) -> pd.DataFrame:
     """Every stored scan row of the store at ``root`` (columns of
     :func:`needle_core.interpolate.scan` plus path, split, arch, width, n_train, seed,
     switch_time); empty when nothing was measured."""
-    files = sorted((Path(root) / "landscape").glob("*.parquet"))
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+    files = landscape_files(root, ".parquet")  # checked reads (needle_core.store)
+    return pd.concat([read_landscape_table(f) for f in files], ignore_index=True) if files else pd.DataFrame()
 
 
 def results(root) -> pd.DataFrame:
@@ -243,7 +243,7 @@ def records(root) -> pd.DataFrame:
     nothing was measured."""
     columns = ["arch", "width", "n_train", "seed", "switch_time", "status", "scanned", "wall_time_s", "settings",
                "git_commit", "device"]
-    files = sorted((Path(root) / "landscape").glob("*.json"))
-    rows = [dict(json.loads(f.read_text()), scanned=f.with_suffix(".parquet").exists()) for f in files]
+    files = landscape_files(root, ".json")  # checked reads (needle_core.store)
+    rows = [dict(read_landscape_record(f), scanned=f.with_suffix(".parquet").exists()) for f in files]
     frame = pd.DataFrame(rows)
     return frame.reindex(columns=list(dict.fromkeys(columns + list(frame.columns))))

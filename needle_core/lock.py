@@ -45,8 +45,11 @@ class FileLock:
         if exclusive:
             record = json.dumps(dict(pid=os.getpid(), host=platform.node(),
                                      since=time.strftime("%Y-%m-%dT%H:%M:%S%z"))).encode()
-            os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, record, 0)
+            try:
+                os.ftruncate(self._fd, 0)
+                os.pwrite(self._fd, record, 0)
+            except OSError:  # a full disk: the record only names the holder in others' messages
+                pass
         return True
 
     def release(self) -> None:

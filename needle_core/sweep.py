@@ -10,7 +10,6 @@ trunk, is then the baseline of "the eFCN beats the CNN" (paper.md §8).
 from __future__ import annotations
 
 import fnmatch
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -161,7 +160,17 @@ class Sweep:
     def __init__(self, config: SweepConfig, root: str | Path, executor: str | Executor = "local",
                  allow_dirty: bool = False):
         validate(config)  # a config built by hand fails here too, before any training
+        empty = [name for name in ("archs", "widths", "n_trains", "seeds") if not getattr(config, name)]
+        if empty:
+            raise ValueError(f"invalid sweep config: {empty[0]}=[] gives no run to train or read: give at least one "
+                             f"value (--set {empty[0]}=...).")
         self.config, self.store, self.allow_dirty = config, ResultStore(root), allow_dirty
+        probe = self.store.root
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise ValueError(f"output folder {self.store.root}: {probe} is a file, not a folder: give a folder for the "
+                             "result store (--out), created if missing.")
         if isinstance(executor, str):
             if executor not in EXECUTORS:
                 raise ValueError(f"unknown executor {executor!r}: choose one of {sorted(EXECUTORS)}.")
@@ -175,7 +184,13 @@ class Sweep:
     def record(self) -> dict | None:
         """The store's ``config.json`` (None for a store that has none yet)."""
         path = self.store.root / "config.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        if not path.exists():
+            if self.store.has_manifest() and self.store.listed(path) is not None and self.store.finished_runs():
+                self.store.read(path)  # gone although recorded: named, with the fix
+            return None
+        from .store import _parse
+
+        return _parse(self.store.root, "config.json", self.store.read(path))
 
     def _digest(self) -> str:
         """The config's digest; where its data set is not on this machine, the one recorded
@@ -240,7 +255,9 @@ class Sweep:
         self.statuses = {t.spec.run: "finished" for t in tasks}
         if not todo:
             self._check_store()  # finished since __init__, by a sweep of another config?
+            self._remove_leftovers()
             return self.results()
+        self._preflight()  # every input checked before anything is written
         with FileLock(self.store.root / ".lock") as lock:
             alone = lock.acquire(exclusive=True, wait=False)
             if not alone:  # another sweep writes the store: join it if it runs this config
@@ -250,8 +267,7 @@ class Sweep:
             self._check_store(running="" if alone else f"; a sweep writes it now: {lock.holder()}")
             self._may_write(todo)
             if alone:  # no other writer alive: what killed ones left is garbage
-                for path in self.store.leftovers():
-                    path.unlink(missing_ok=True)
+                self.store.remove_leftovers()
                 lock.acquire(exclusive=False)
             try:
                 self.statuses = self.executor(tasks, self.config, self.store.root, progress)
@@ -259,6 +275,69 @@ class Sweep:
                 self.statuses = failed.statuses
                 raise
         return self.results()
+
+    def _remove_leftovers(self) -> None:
+        """What killed writers left, removed under the store's lock taken exclusively (no
+        other writer alive); nothing is written (no lock file either) where there is none."""
+        if not self.store.root.is_dir() or not self.store.leftovers():
+            return
+        with FileLock(self.store.root / ".lock") as lock:
+            try:
+                if not lock.acquire(exclusive=True, wait=False):
+                    return  # a sweep writes the store: its leftovers are its own business
+            except OSError:  # a read-only copy of a store: nothing can be removed
+                return
+            self.store.remove_leftovers()
+
+    def _preflight(self) -> None:
+        """Everything a start needs, checked before anything is written: the store is not
+        an old one (or damaged), the output folder can be written, the device exists, the
+        data set can be read, its images suit the architectures and holds every subset."""
+        import os
+        import tempfile
+
+        from .data import BadDataset, DatasetNotFound, check
+        from .run import resolve_device
+
+        if self.store.is_old():
+            raise self.store.old_store_error()
+        probe = self.store.root
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir():
+            raise ValueError(f"output folder {self.store.root}: {probe} is a file, not a folder: give another --out.")
+        try:
+            fd, name = tempfile.mkstemp(dir=probe, prefix=".write-test-")
+            os.close(fd)
+            os.unlink(name)
+        except OSError as error:
+            raise ValueError(f"output folder {self.store.root} cannot be written ({probe}: {error.strerror}): give a "
+                             f"folder you can write (--out).") from None
+        try:
+            resolve_device(self.config.device)
+        except RuntimeError as error:
+            raise ValueError(f"invalid sweep config: {error}") from None
+        if self.missing_data is not None:
+            return  # _may_write says so, with the number of runs to do
+        try:
+            shape = check(self.config.dataset, self.config.data_root, self.config.n_trains, self.config.n_test)
+        except (BadDataset, DatasetNotFound):
+            raise
+        except OSError as error:  # the data folder itself (data_root) cannot be written
+            raise ValueError(f"data folder {self.config.data_root} ({getattr(error, 'filename', '') or ''}): "
+                             f"{error.strerror or error}: give a folder you can write (--set data_root=...).") from None
+        import torch
+
+        from .models import cnn
+
+        for arch in self.config.archs:
+            try:
+                with torch.no_grad():
+                    cnn(arch, ch=self.config.widths[0], num_classes=10)(torch.zeros(2, *shape, device="cpu"))
+            except Exception as error:
+                raise ValueError(f"dataset {self.config.dataset}: its images are {shape[0]}x{shape[1]}x{shape[2]} "
+                                 f"(CxHxW) and architecture {arch!r} cannot take them ({_first_line(error)}): "
+                                 f"give 32x32 images (CIFAR's size).") from None
 
     def _may_write(self, todo: list[str]) -> None:
         """Before training anything: the data set is here, a published store is written from
@@ -275,11 +354,17 @@ class Sweep:
         from .data import identity
 
         record = dict(config=self.config.to_dict(), digest=self.digest, dataset_identity=identity(self.config.dataset))
+        self.store.writable()  # a new store's manifest first: config.json is recorded in it
         if self.record != record:
             atomic_write_json(self.store.root / "config.json", record)
 
     def results(self) -> pd.DataFrame:
         return self.store.results()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _identity_or_missing(dataset: str) -> str:
@@ -327,4 +412,13 @@ def results(profile: str = "smoke", root: str | Path | None = None, overrides: d
     from .config import make_config
 
     sweep = Sweep(make_config(profile, overrides), root or default_root(profile))
-    return sweep.run(progress=progress) if train else sweep.results()
+    if train:
+        return sweep.run(progress=progress)
+    missing = [t.spec.run for t in sweep.tasks() if not sweep.store.is_finished(t.spec.run)]
+    if missing:
+        import warnings
+
+        warnings.warn(f"{sweep.store.root} lacks {len(missing)} of the config's runs (not trained yet, or deleted): "
+                      f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}; train them with "
+                      f"python -m needle_core sweep --profile {profile} --out {sweep.store.root}.", stacklevel=2)
+    return sweep.results()

@@ -182,8 +182,11 @@ def test_reproduce_on_a_clone_without_the_data_renders_the_edition_pages_read_on
     store = tmp_path / "store"
     config = tiny(dataset=f"folder:{tmp_path / 'gone.tar.gz'}", name="smoke")
     record = dict(config=config.to_dict(), digest="0123456789", dataset_identity="sha256:feed")
-    store.mkdir()
-    (store / "config.json").write_text(__import__("json").dumps(record))
+    from needle_core import integrity
+    from needle_core.io import atomic_write_json
+
+    integrity.create(store)  # a store of this version: config.json listed in its manifest
+    atomic_write_json(store / "config.json", record)
     monkeypatch.setattr(Sweep, "run", lambda *a, **k: pytest.fail("reproduce trained"))
     calls = []
     monkeypatch.setattr(book, "execute", lambda src, dst, params, **kw: calls.append((Path(src).stem, params)))

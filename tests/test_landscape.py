@@ -7,6 +7,7 @@ import pytest
 
 from needle_core import landscape
 from needle_core.config import make_config
+from needle_core.io import atomic_write_json
 from needle_core.sweep import Sweep
 
 CONFIG = make_config("smoke", {"seeds": [0], "switch_times": [0, 2]})
@@ -83,7 +84,8 @@ def test_a_diverged_efcn_is_recorded_not_measured(store, tmp_path):
     copy = tmp_path / "store"
     shutil.copytree(store, copy, ignore=shutil.ignore_patterns("landscape"))
     prov = copy / "runs" / "vanilla-w4-n500-s0" / "efcn-t0" / "provenance.json"
-    prov.write_text(json.dumps({**json.loads(prov.read_text()), "status": "diverged"}))
+    # as a sweep writes it (recorded in the store's manifest; a hand edit is damage, tests/test_integrity.py)
+    atomic_write_json(prov, {**json.loads(prov.read_text()), "status": "diverged"})
     assert landscape.measure(CONFIG, copy, [0], progress=False).empty  # no rows, and no error
     record = json.loads((copy / "landscape" / "vanilla-w4-n500-s0-t0.json").read_text())
     assert record["status"] == "diverged" and not list((copy / "landscape").glob("*.parquet"))

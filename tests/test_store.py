@@ -24,6 +24,7 @@ import torch
 from needle_core import io as nio
 from needle_core.cli import main as cli_main
 from needle_core.config import make_config
+from needle_core import integrity
 from needle_core.integrity import StoreDamaged, sidecar
 from needle_core.lock import FileLock
 from needle_core.store import ResultStore
@@ -84,21 +85,23 @@ class Exploit:
         return os.system, (f"touch {self.marker}",)
 
 
-@pytest.mark.parametrize("run, name, keep_sidecar", [(TRUNK, "switch-2", True), (TRUNK, "switch-2", False),
-                                                    (BRANCH, "resume", False)])
-def test_a_planted_pickle_is_refused_and_never_runs(store, tmp_path, capsys, run, name, keep_sidecar):
+@pytest.mark.parametrize("run, name, listed", [(TRUNK, "switch-2", True), (TRUNK, "switch-2", False),
+                                              (BRANCH, "resume", False)])
+def test_a_planted_pickle_is_refused_and_never_runs(store, tmp_path, capsys, run, name, listed):
+    """A planted checkpoint is refused before it is unpickled: by its checksum where the
+    manifest lists the file, as unlisted where it does not (never loaded unchecked)."""
     marker = tmp_path / "pwned"
     shutil.rmtree(store / "runs" / BRANCH)  # the branch runs again: it loads the trunk's switch-2.pt
     path = store / "runs" / run / f"{name}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": Exploit(marker)}, path)
-    if not keep_sidecar:
-        sidecar(path).unlink(missing_ok=True)
+    if not listed:
+        integrity.update(store, {integrity.relative(store, path): None})
     code, err = sweep_cli(store, capsys)
     assert code == 1
     assert not marker.exists()
     assert f"{path}: " in err and f"delete {store / 'runs' / run}/ to re-run it" in err
-    assert ("sha256" if keep_sidecar else "not a checkpoint of tensors") in err
+    assert ("sha256" if listed else "no checksum recorded") in err
     assert "Traceback" not in err
     assert not (store / "runs" / BRANCH / "provenance.json").exists()
     with pytest.raises(StoreDamaged):  # the Python API says the same
@@ -112,7 +115,7 @@ def test_a_failed_run_stops_only_the_runs_that_need_it(tmp_path, capsys):
     with pytest.raises(RunsFailed) as failed:
         Sweep(make_config("smoke", SMALL), tmp_path).run(progress=False)
     assert failed.value.statuses == {TRUNK: "failed", FCN: "done", BRANCH: "failed"}
-    assert "resume.pt: not a checkpoint of tensors" in str(failed.value.errors[TRUNK])
+    assert "resume.pt: no checksum recorded" in str(failed.value.errors[TRUNK])  # never unpickled
     assert f"needs {TRUNK}, which failed" in str(failed.value.errors[BRANCH])
     assert ResultStore(tmp_path).finished_runs() == [FCN]
     try:  # the CLI: a summary, then one line per failed run
@@ -145,39 +148,42 @@ def test_a_flipped_byte_is_one_line_naming_the_file(store, capsys, run, name):
     assert err == f"damaged: 1\n  {message}\n"
 
 
-def test_a_swapped_spec_is_caught_even_without_checksums(store):
-    """Runs written before checksums existed: a spec.json of another run is still refused
-    (it gave a duplicated run and a missing one)."""
-    for run in (TRUNK, FCN):
-        prov = json.loads((store / "runs" / run / "provenance.json").read_text())
-        del prov["checksums"]
-        (store / "runs" / run / "provenance.json").write_text(json.dumps(prov))
+def test_a_swapped_spec_is_caught_even_when_its_checksum_matches(store):
+    """A spec.json of another run listed with its own digest (an old store upgraded after the
+    swap) is still refused (it gave a duplicated run and a missing one)."""
     trunk, fcn = (store / "runs" / TRUNK / "spec.json"), (store / "runs" / FCN / "spec.json")
     a, b = trunk.read_bytes(), fcn.read_bytes()
     trunk.write_bytes(b), fcn.write_bytes(a)
+    integrity.update(store, {integrity.relative(store, p): [integrity.sha256_file(p)] for p in (trunk, fcn)})
     with pytest.raises(StoreDamaged, match=rf"{trunk}: describes run {FCN}, not {TRUNK}"):
         ResultStore(store).results()
 
 
-def test_runs_written_before_checksums_are_read_and_verified_as_such(store, finished, capsys):
-    for path in (store / "runs").rglob("provenance.json"):
-        prov = json.loads(path.read_text())
-        del prov["checksums"]
-        path.write_text(json.dumps(prov))
-    for path in (store / "runs").rglob("*.pt.sha256"):
-        path.unlink()
+def test_a_store_written_before_the_manifest_is_refused_until_upgraded(store, finished, capsys):
+    """Old stores (no manifest; sidecars beside checkpoints) are refused by readers and
+    sweeps with the command that upgrades them; upgrade checks what earlier records allow,
+    says what it vouches for, and then the store reads as before."""
+    (store / "manifest.json").unlink()
+    for path in (store / "runs").rglob("*.pt"):
+        sidecar(path).write_text(integrity.sha256_file(path) + "\n")
+    with pytest.raises(StoreDamaged, match=r"manifest.json: missing: .*python -m needle_core upgrade --out"):
+        ResultStore(store).results()
+    code, err = sweep_cli(store, capsys)
+    assert code == 1 and "upgrade --out" in err and err.count("\n") == 1
+    assert cli_main(["verify", "--out", str(store)]) == 1
+    assert "upgrade --out" in capsys.readouterr().err
+    assert cli_main(["upgrade", "--out", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "checked: 10 files" in out and "vouched for: 4 files" in out and "removed: 4 old .sha256" in out
     pd.testing.assert_frame_equal(ResultStore(store).results(), ResultStore(finished).results())
     assert ResultStore(store).load_checkpoint(TRUNK, "switch-2") is not None
     assert cli_main(["verify", "--out", str(store)]) == 0
-    out = capsys.readouterr().out
-    assert "3 finished runs (0 checked, 3: no checksums recorded (written before integrity checks))" in out
-    assert cli_main(["verify", "--out", str(finished)]) == 0
-    assert "3 finished runs (3 checked)" in capsys.readouterr().out
+    assert not list(store.rglob("*.sha256"))
 
 
 def test_verify_checks_config_digests(store, capsys):
     record = json.loads((store / "config.json").read_text())
-    (store / "config.json").write_text(json.dumps(dict(record, digest="0123456789")))
+    nio.atomic_write_json(store / "config.json", dict(record, digest="0123456789"))  # listed: not damage, a mismatch
     assert cli_main(["verify", "--out", str(store)]) == 1
     err = capsys.readouterr().err
     assert err.count("is not the store's 0123456789 (config.json)") == 3
