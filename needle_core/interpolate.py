@@ -394,27 +394,41 @@ def bezier(a: nn.Module, b: nn.Module, bend: nn.Module, t: float, out: nn.Module
 
 class Plateau:
     """A pre-declared stopping rule: ``update(value)`` records one check of a quantity that
-    should fall (a curve's maximum training loss) and returns True once ``patience``
-    consecutive checks have not improved on the best so far by more than ``tolerance``
-    (relative: ``value < best·(1 − tolerance)``), or the value is not finite."""
+    should fall (a curve's barrier) and returns True once ``patience`` consecutive checks
+    have not improved on the best so far by more than ``tolerance`` (relative) and
+    ``min_delta`` (absolute): an improvement is ``value < best·(1 − tolerance)`` and
+    ``best − value > min_delta``.  A value that is not finite stops at once."""
 
-    def __init__(self, tolerance: float = 0.01, patience: int = 2):
-        if not 0 <= tolerance < 1 or patience < 1:
-            raise ValueError(f"need 0 <= tolerance < 1 and patience >= 1 (got {tolerance}, {patience}).")
-        self.tolerance, self.patience = tolerance, patience
+    def __init__(self, tolerance: float = 0.01, patience: int = 2, min_delta: float = 0.0):
+        if not 0 <= tolerance < 1 or patience < 1 or min_delta < 0:
+            raise ValueError(f"need 0 <= tolerance < 1, patience >= 1 and min_delta >= 0 (got {tolerance}, "
+                             f"{patience}, {min_delta}).")
+        self.tolerance, self.patience, self.min_delta = tolerance, patience, min_delta
         self.best, self.stale, self.values = math.inf, 0, []
+
+    @property
+    def stopped(self) -> bool:
+        return self.stale >= self.patience or bool(self.values and not math.isfinite(self.values[-1]))
 
     def update(self, value: float) -> bool:
         value = float(value)
         self.values.append(value)
         if not math.isfinite(value):
             return True
-        if value < self.best * (1 - self.tolerance) or self.best == math.inf:
+        if self.best == math.inf or (value < self.best * (1 - self.tolerance) and self.best - value > self.min_delta):
             self.best, self.stale = min(value, self.best), 0
         else:
             self.stale += 1
             self.best = min(self.best, value)
         return self.stale >= self.patience
+
+
+def excess(ts: Sequence[float], losses: Sequence[float]) -> float:
+    """The barrier of losses on a grid: ``max over t of loss(t) − chord(t)``, the chord
+    joining the first and last losses (what :func:`barrier` reads off a scan)."""
+    t, v = np.asarray(ts, dtype=float), np.asarray(losses, dtype=float)
+    s = (t - t[0]) / (t[-1] - t[0])
+    return float(np.max(v - ((1 - s) * v[0] + s * v[-1])))
 
 
 def path_losses(points_or_path, x: torch.Tensor, y: torch.Tensor, ts: Sequence[float] | None = None,
@@ -433,7 +447,7 @@ def path_losses(points_or_path, x: torch.Tensor, y: torch.Tensor, ts: Sequence[f
 def train_curve(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float, batch_size: int,
                 max_steps: int, check_every: int, check: tuple[torch.Tensor, torch.Tensor] | None = None,
                 ts: Sequence[float] = tuple(np.linspace(0, 1, 11)), tolerance: float = 0.01, patience: int = 2,
-                bend: nn.Module | None = None, generator: torch.Generator | None = None,
+                min_delta: float = 1e-3, bend: nn.Module | None = None, generator: torch.Generator | None = None,
                 eval_batch_size: int = 1000) -> tuple[nn.Module, pd.DataFrame]:
     """Train the bend of a quadratic Bézier curve from ``a`` to ``b`` on ``x``, ``y`` as
     Garipov et al. (NeurIPS 2018) do: at every step one mini-batch (a seeded reshuffle every
@@ -443,9 +457,12 @@ def train_curve(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
 
     The stopping rule is fixed before training: every ``check_every`` steps (and before the
     first) the curve's training loss is evaluated at every ``t`` of ``ts`` on ``check``
-    (default ``x, y``), and training stops when its maximum over ``ts`` has not fallen by
-    more than ``tolerance`` (relative) for ``patience`` consecutive checks (:class:`Plateau`),
-    or after ``max_steps``.  Returns ``(bend, trace)``: ``trace`` has one row per check and
+    (default ``x, y``), and training stops when the curve's barrier (its maximum excess
+    over the chord between the endpoints' losses, :func:`excess`: the maximum training loss
+    along the curve, less the part the fixed endpoints account for) has not fallen by more
+    than ``tolerance`` (relative) and ``min_delta`` nats for ``patience`` consecutive checks
+    (:class:`Plateau`), or after ``max_steps``.  (The maximum loss itself would stop a
+    curve at once whenever an endpoint holds it.)  Returns ``(bend, trace)``: ``trace`` has one row per check and
     ``t``, columns ``check``, ``step``, ``t``, ``loss``, ``stopped`` (True on the last
     check's rows if the rule, not the budget, stopped it).
 
@@ -466,7 +483,7 @@ def train_curve(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     bend = bend_init(a, b) if bend is None else bend
     check_compatible(a, bend, ("a", "bend"))
     cx, cy = (x, y) if check is None else check
-    rule = Plateau(tolerance, patience)
+    rule = Plateau(tolerance, patience, min_delta)
     rows = []
     scratch = copy.deepcopy(a)
     path = lambda t, out: bezier(a, b, bend, t, out=out if out is not None else scratch)  # noqa: E731
@@ -474,7 +491,7 @@ def train_curve(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     def checkpoint(index: int, step: int) -> bool:
         losses = path_losses(path, cx, cy, ts, eval_batch_size)
         rows.extend(dict(check=index, step=step, t=float(t), loss=v, stopped=False) for t, v in zip(ts, losses))
-        return rule.update(max(losses))
+        return rule.update(excess(ts, losses))
 
     names = [name for name, p in a.named_parameters() if p.requires_grad]
     bend_params, point_params = dict(bend.named_parameters()), dict(scratch.named_parameters())

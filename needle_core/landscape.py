@@ -18,6 +18,21 @@ sweep has (checkpoints are not committed); reading (:func:`scans`, :func:`result
 say what is left to measure and how::
 
     python -m needle_core landscape --profile cpu --set dataset=folder:data/cifar10-jpeg.tar.gz --switch-times 2,8,16
+
+That is the 20-epoch edition's measurement (claim 6 by the string path, no control).  The
+converged edition measures claim 6 by **trained curves with controls** (issue 18; the rule:
+book/preregistration.md, "Claim 6 by trained curves (converged edition)"), as *tasks of the
+sweep's graph* (:func:`curve_tasks`, :class:`CurveSpec`), opted into per profile by
+``landscape_switch_times``: each task joins two finished runs (eFCN → FCN of one seed; the
+controls FCN ↔ FCN, eFCN ↔ eFCN and CNN ↔ CNN of two seeds) and runs as soon as they are
+finished, where they trained, so it never needs weights from another machine.  On a fresh
+clone (final weights are never committed) a sweep re-trains a task's endpoints only when
+the task itself is missing (:func:`_final_state`).  Each task stores, under
+``<root>/landscape/curves/<arch>-w<width>-n<n_train>/``, its rows along four paths (linear,
+linear after weight matching, string, trained Bézier curve), the string's and the curve's
+convergence traces and its record (written last: the task is done exactly when it exists).
+Readers: :func:`curve_results` (barriers), :func:`curve_traces`, :func:`curve_records`;
+the decision: :func:`curve_claim`.
 """
 from __future__ import annotations
 
@@ -276,6 +291,7 @@ PAIRS = {"efcn-fcn": ("efcn", "fcn", True, True), "fcn-fcn": ("fcn", "fcn", Fals
 CURVE_POINTS = 11       # the t grid the barrier and the stopping rule read (t = 0, 0.1, ..., 1)
 TOLERANCE = 0.01        # an improvement of the curve's maximum training loss counts above 1% (relative)
 PATIENCE = 2            # the curve (or string) stops after 2 checks without one
+MIN_DELTA = 1e-3        # ... and above 0.001 nats
 STRING_POINTS = 5       # the string's points, endpoints included
 SPRING = 0.5
 CURVE_METHODS = ("linear", "linear-aligned", "string", "curve")
@@ -373,7 +389,8 @@ def curve_settings(config: SweepConfig) -> dict:
     """Everything that changes a curve task's numbers besides its endpoints (recorded with
     every task; a store's tasks must agree on it)."""
     return dict(n_curve=config.landscape_n_train, n_test=config.landscape_n_test, points=CURVE_POINTS,
-                tolerance=TOLERANCE, patience=PATIENCE, check_steps=config.landscape_check_steps,
+                tolerance=TOLERANCE, patience=PATIENCE, min_delta=MIN_DELTA,
+                check_steps=config.landscape_check_steps,
                 max_steps=config.landscape_max_steps, string_points=STRING_POINTS, spring=SPRING,
                 lr=config.lr, batch_size=config.batch_size, threads=config.threads,
                 methods=list(CURVE_METHODS))
@@ -510,20 +527,20 @@ def measure_pair(a: torch.nn.Module, b: torch.nn.Module, x, y, x_test, y_test, *
     scan_all("linear-aligned", to=aligned)
     del aligned
     # the string, with its own convergence trace (same rule, same budget)
-    tick, rule, rows = time.perf_counter(), ip.Plateau(TOLERANCE, PATIENCE), []
+    tick, rule, rows = time.perf_counter(), ip.Plateau(TOLERANCE, PATIENCE, MIN_DELTA), []
 
     def check(step, points):
         losses = ip.path_losses(points, x, y, batch_size=eval_batch_size)
         index = len(rule.values)
         rows.extend(dict(method="string", check=index, step=step, t=i / (len(points) - 1), loss=v, stopped=False)
                     for i, v in enumerate(losses))
-        return rule.update(max(losses))
+        return rule.update(ip.excess([i / (len(points) - 1) for i in range(len(points))], losses))
 
     points = ip.string(a, b, x, y, n_points=STRING_POINTS, steps=max_steps, lr=lr, spring=SPRING,
                        batch_size=batch_size, generator=torch.Generator().manual_seed(generator_seed),
                        check=check, check_every=check_steps)
     string_trace = pd.DataFrame(rows)
-    stopped = rule.stale >= rule.patience or not np.isfinite(rule.values[-1])
+    stopped = rule.stopped
     string_trace.loc[string_trace["check"] == string_trace["check"].max(), "stopped"] = stopped
     timing.update(string_s=time.perf_counter() - tick, string_steps=int(string_trace["step"].max()),
                   string_stopped_by_rule=bool(stopped))
@@ -534,6 +551,7 @@ def measure_pair(a: torch.nn.Module, b: torch.nn.Module, x, y, x_test, y_test, *
     tick = time.perf_counter()
     bend, trace = ip.train_curve(a, b, x, y, lr=lr, batch_size=batch_size, max_steps=max_steps,
                                  check_every=check_steps, ts=ts, tolerance=TOLERANCE, patience=PATIENCE,
+                                 min_delta=MIN_DELTA,
                                  generator=torch.Generator().manual_seed(generator_seed),
                                  eval_batch_size=eval_batch_size)
     timing.update(curve_s=time.perf_counter() - tick, curve_steps=int(trace["step"].max()),
