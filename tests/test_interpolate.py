@@ -293,7 +293,7 @@ def test_train_curve_lowers_the_barrier_keeps_endpoints_and_is_deterministic(toy
     curve = ip.scan(a, b, "bezier", x, y, ts=np.linspace(0, 1, 11), bend=bend)
     assert ip.barrier(curve) < ip.barrier(line)
     steps = trace["step"].max()
-    assert trace["stopped"].any() == (steps < 300)  # the rule, or else the budget, stopped it
+    assert trace["stopped"].any() or steps == 300  # the rule, or else the budget, stopped it
     again, trace2 = ip.train_curve(a, b, x, y, **dict(kwargs, generator=torch.Generator().manual_seed(3)))
     assert same(again, state(bend)) and trace2.equals(trace)
 

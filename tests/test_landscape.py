@@ -100,7 +100,7 @@ def test_empty_store_has_no_landscape(tmp_path):
 
 from needle_core.sweep import graph  # noqa: E402
 
-CURVES = make_config("smoke", {"seeds": [0, 1], "switch_times": [0, 2], "landscape_switch_times": [2],
+CURVES = make_config("smoke", {"seeds": [0, 1], "switch_times": [0, 2], "kinds": ["fc"], "landscape_switch_times": [2],
                                "landscape_n_train": 100, "landscape_n_test": 100, "landscape_check_steps": 5,
                                "landscape_max_steps": 10})
 
@@ -133,7 +133,7 @@ def test_only_a_curve_task_brings_its_endpoints_and_their_trunks(tmp_path):
 def curved(tmp_path_factory):
     """A smoke sweep run without curve tasks, then again with them (the same store)."""
     root = tmp_path_factory.mktemp("curves")
-    plain = make_config("smoke", {"seeds": [0, 1], "switch_times": [0, 2]})
+    plain = make_config("smoke", {"seeds": [0, 1], "switch_times": [0, 2], "kinds": ["fc"]})
     Sweep(plain, root).run(progress=False)
     stamps = {p: p.stat().st_mtime_ns for p in root.rglob("provenance.json")}
     Sweep(CURVES, root).run(progress=False)
