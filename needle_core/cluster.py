@@ -44,7 +44,7 @@ from pathlib import Path
 from .config import SweepConfig
 from .run import RunSpec, execute
 from .store import ResultStore
-from .sweep import Executor, RunsFailed, Task, fatal, local_executor
+from .sweep import Executor, RunsFailed, Task, execute_task, fatal, finished, local_executor
 
 #: Environment variable a worker reads for its torch thread count (set by :func:`local_cluster`;
 #: ``--set threads=N`` in the config overrides it).
@@ -61,8 +61,8 @@ def run_task(spec: RunSpec, config: SweepConfig, root: str, *needs) -> dict:
         import torch
 
         torch.set_num_threads(int(threads))
-    resumed = (ResultStore(root).run_dir(spec.run) / "resume.pt").exists()
-    status = execute(spec, config, root)
+    resumed = spec.role != "curve" and (ResultStore(root).run_dir(spec.run) / "resume.pt").exists()
+    status = execute_task(spec, config, root)
     return dict(run=spec.run, status=status, resumed=resumed and status != "finished", pid=os.getpid(),
                 host=platform.node())
 
@@ -213,7 +213,7 @@ class DaskExecutor:
         if not Path(config.data_root).is_absolute():
             config = dataclasses.replace(config, data_root=str(Path(config.data_root).resolve()))
         store = ResultStore(root)
-        done = {t.spec.run: "finished" for t in tasks if store.is_finished(t.spec.run)}
+        done = {t.spec.run: "finished" for t in tasks if finished(store, t.spec)}
         todo = [t for t in tasks if t.spec.run not in done]
         self.records = []
         if not todo:

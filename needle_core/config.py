@@ -65,6 +65,16 @@ class SweepConfig:
     train_eval_subset: int | None = None  # train metrics on this many fixed, class-balanced training images; None: all
     readout_every: int = 1  # evaluate every k-th epoch of the read-out window (counted back from a run's last)
 
+    # Claim 6 by trained curves (issue 18, needle_core.landscape.curve_tasks): the t_w whose eFCN → FCN curves,
+    # with their controls, are tasks of the sweep's graph ([]: none); images a curve trains on and its barrier
+    # is read on (shared by both endpoints' training sets), test images along it, steps between convergence
+    # checks and the budget.  Not in the digest: they change no run's numbers (each curve records them).
+    landscape_switch_times: list[int] = field(default_factory=list)
+    landscape_n_train: int | None = 1000
+    landscape_n_test: int | None = 2000
+    landscape_check_steps: int = 100
+    landscape_max_steps: int = 2000
+
     def span(self, role: str, switch_time: int | None = None) -> tuple[int, int]:
         """``(first, last)`` epoch of a run of ``role``, counted from the CNN's start: a branch
         (eFCN, eLCN, controlled CNN) starts at its switch time, the others at 0; the trunk
@@ -131,7 +141,9 @@ class SweepConfig:
 
 #: Config fields that do not change any run's numbers (see :meth:`SweepConfig.digest`).
 _NOT_IN_DIGEST = ("name", "data_root", "device", "checkpoint_minutes",
-                  "archs", "widths", "n_trains", "seeds", "kinds", "baselines")
+                  "archs", "widths", "n_trains", "seeds", "kinds", "baselines",
+                  "landscape_switch_times", "landscape_n_train", "landscape_n_test", "landscape_check_steps",
+                  "landscape_max_steps")
 
 
 #: Fields added after stores were published, with their defaults: at the default they stay out
@@ -359,6 +371,24 @@ def validate(config: SweepConfig) -> None:
              f"({classes or 'of the data set'}), or null for every training image.")
     if not 0 <= config.readout < 1:
         fail(f"readout={config.readout}: the read-out window is a fraction of the epochs in [0, 1) (0: the last epoch).")
+    if config.landscape_switch_times:
+        if len(set(config.landscape_switch_times)) != len(config.landscape_switch_times):
+            fail(f"landscape_switch_times={config.landscape_switch_times} repeats a value: give each once.")
+        extra = sorted(set(config.landscape_switch_times) - set(config.switch_times))
+        if extra:
+            fail(f"landscape_switch_times {extra} are not switch times of the sweep ({config.switch_times}).")
+        if "fc" not in config.kinds or "fcn" not in config.baselines:
+            fail("landscape_switch_times needs eFCN branches (kinds with 'fc') and FCNs from scratch (baselines "
+                 "with 'fcn'): they are the curves' endpoints.")
+        if not config.save_final:
+            fail("landscape_switch_times needs save_final=True: the curves join the runs' final weights.")
+    for name in ("landscape_n_train", "landscape_n_test"):
+        n = getattr(config, name)
+        if n is not None and (n < 1 or (classes and n % classes)):
+            fail(f"{name}={n}: use a positive multiple of the classes ({classes or 'of the data set'}) or null.")
+    for name in ("landscape_check_steps", "landscape_max_steps"):
+        if getattr(config, name) < 1:
+            fail(f"{name}={getattr(config, name)}: use a positive integer (default {getattr(defaults, name)}).")
     if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
         fail(f"device {config.device!r}: use auto, cpu or cuda.")
     if not (config.dataset in ("cifar10", "cifar100", "synthetic") or config.dataset.startswith("folder:")):

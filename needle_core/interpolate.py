@@ -42,7 +42,7 @@ from torch import nn
 
 from .train import evaluate
 
-METHODS = ("linear", "curvilinear", "output_average", "string")
+METHODS = ("linear", "curvilinear", "output_average", "string", "bezier")
 
 
 # -- checks ----------------------------------------------------------------------------------
@@ -251,7 +251,8 @@ def _restore(modes: list[tuple[nn.Module, bool]]) -> None:
 
 def string(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor, n_points: int = 5, steps: int = 100,
            lr: float = 0.1, spring: float = 0.5, batch_size: int = 250, generator: torch.Generator | None = None,
-           history: list | None = None) -> list[nn.Module]:
+           history: list | None = None, check: Callable[[int, list], bool] | None = None,
+           check_every: int = 0) -> list[nn.Module]:
     """The string (elastic band) method between ``a`` and ``b`` on training data ``x``
     ``(N, C, H, W)``, ``y`` ``(N,)`` (on the networks' device).
 
@@ -275,6 +276,11 @@ def string(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor, n_point
     mode.  If ``history`` is a list, the mean minibatch loss over interior points (before
     each step) is appended to it per iteration.
 
+    ``check(step, points)`` (with ``check_every > 0``): called before the first step and
+    after every ``check_every`` steps; the string stops early when it returns True (a
+    convergence rule such as :class:`Plateau`, which gives the string its own convergence
+    trace).  ``steps`` is then the budget.
+
     Deterministic on CPU for a given ``generator`` (default: a fresh one seeded 0): it
     draws the batch order, and seeds a forked global RNG for dropout, so the caller's
     global RNG is left untouched.  Memory: ``n_points - 2`` copies of the network, plus one
@@ -295,6 +301,8 @@ def string(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor, n_point
     interior = points[1:-1]
     if not interior or steps == 0:
         return points
+    if check is not None and check_every > 0 and check(0, points):
+        return points
     names = [name for name, p in a.named_parameters() if p.requires_grad]
     params = [dict(p.named_parameters()) for p in points]
     device = next(a.parameters()).device
@@ -307,7 +315,7 @@ def string(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor, n_point
             torch.manual_seed(seed)
             for p in interior:
                 p.train()
-            for _ in range(steps):
+            for step in range(1, steps + 1):
                 if pos + size > n:  # new epoch: reshuffle, drop the incomplete last batch
                     order, pos = torch.randperm(n, generator=generator).to(x.device), 0
                 idx = order[pos:pos + size]
@@ -335,10 +343,331 @@ def string(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor, n_point
                             left = old
                 if history is not None:
                     history.append(float(np.mean(losses)))
+                if check is not None and check_every > 0 and (step % check_every == 0 or step == steps):
+                    if check(step, points):  # evaluates in eval mode and restores train mode
+                        break
     finally:
         for m in modes:
             _restore(m)
     return points
+
+
+# -- trained curves (Garipov et al. 2018) ----------------------------------------------------------
+
+def _refuse_batchnorm(model: nn.Module) -> None:
+    """A point of a curve between networks with BatchNorm needs its running statistics
+    recomputed at every ``t`` (Garipov et al.'s ``update_bn``); the networks here have none
+    (VanillaCNN, AlexNet and their eFCN/FCN), so a model with one is refused, not handled."""
+    bn = [name for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+    if bn:
+        raise NotImplementedError(f"the model has normalisation layers with running statistics ({', '.join(bn[:3])}): "
+                                  "a point of a curve would need them recomputed at every t (not implemented).")
+
+
+def bend_init(a: nn.Module, b: nn.Module) -> nn.Module:
+    """The bend of a quadratic Bézier curve that is the straight line: the midpoint
+    ``(θa + θb) / 2`` (Garipov et al.'s linear initialisation), a new network."""
+    check_compatible(a, b)
+    _refuse_batchnorm(a)
+    return linear(a, b, 0.5)
+
+
+@torch.no_grad()
+def bezier(a: nn.Module, b: nn.Module, bend: nn.Module, t: float, out: nn.Module | None = None) -> nn.Module:
+    """The point ``θ(t) = (1-t)²·θa + 2t(1-t)·θc + t²·θb`` of the quadratic Bézier curve from
+    ``a`` to ``b`` with bend ``c`` (:func:`bend_init`, :func:`train_curve`); ``t`` in
+    ``[0, 1]``, ``t = 0`` and ``1`` give ``a`` and ``b`` bit for bit.  Buffers are mixed
+    linearly (the networks here have no BatchNorm).  Memory and ``out`` as :func:`linear`."""
+    t = _check_t(t, 0.0, 1.0)
+    out = _target(a, b, out)
+    check_compatible(a, bend, ("a", "bend"))
+    pc = dict(bend.named_parameters())
+    names = {id(p): n for n, p in out.named_parameters()}
+    for target, x, y in _interior(a, b, t, out):
+        c = pc[names[id(target)]]
+        torch.mul(x, (1.0 - t) ** 2, out=target)
+        target.add_(c, alpha=2.0 * t * (1.0 - t))
+        target.add_(y, alpha=t * t)
+    _mix_buffers(a, b, t, out)
+    return out
+
+
+class Plateau:
+    """A pre-declared stopping rule: ``update(value)`` records one check of a quantity that
+    should fall (a curve's barrier) and returns True once ``patience`` consecutive checks
+    have not improved on the best so far by more than ``tolerance`` (relative) and
+    ``min_delta`` (absolute): an improvement is ``value < best·(1 − tolerance)`` and
+    ``best − value > min_delta``.  A value that is not finite stops at once."""
+
+    def __init__(self, tolerance: float = 0.01, patience: int = 2, min_delta: float = 0.0):
+        if not 0 <= tolerance < 1 or patience < 1 or min_delta < 0:
+            raise ValueError(f"need 0 <= tolerance < 1, patience >= 1 and min_delta >= 0 (got {tolerance}, "
+                             f"{patience}, {min_delta}).")
+        self.tolerance, self.patience, self.min_delta = tolerance, patience, min_delta
+        self.best, self.stale, self.values = math.inf, 0, []
+
+    @property
+    def stopped(self) -> bool:
+        return self.stale >= self.patience or bool(self.values and not math.isfinite(self.values[-1]))
+
+    def update(self, value: float) -> bool:
+        value = float(value)
+        self.values.append(value)
+        if not math.isfinite(value):
+            return True
+        if self.best == math.inf or (value < self.best * (1 - self.tolerance) and self.best - value > self.min_delta):
+            self.best, self.stale = min(value, self.best), 0
+        else:
+            self.stale += 1
+            self.best = min(self.best, value)
+        return self.stale >= self.patience
+
+
+def excess(ts: Sequence[float], losses: Sequence[float]) -> float:
+    """The barrier of losses on a grid: ``max over t of loss(t) − chord(t)``, the chord
+    joining the first and last losses (what :func:`barrier` reads off a scan)."""
+    t, v = np.asarray(ts, dtype=float), np.asarray(losses, dtype=float)
+    s = (t - t[0]) / (t[-1] - t[0])
+    return float(np.max(v - ((1 - s) * v[0] + s * v[-1])))
+
+
+def path_losses(points_or_path, x: torch.Tensor, y: torch.Tensor, ts: Sequence[float] | None = None,
+                batch_size: int = 1000) -> list[float]:
+    """The training loss (eval mode) of ``x``, ``y`` at every point of a string (a list of
+    networks) or at every ``t`` of ``ts`` along ``points_or_path(t, out) -> network``."""
+    if ts is None:
+        return [evaluate(p, x, y, batch_size)[0] for p in points_or_path]
+    losses, scratch = [], None
+    for t in ts:
+        scratch = points_or_path(float(t), scratch)
+        losses.append(evaluate(scratch, x, y, batch_size)[0])
+    return losses
+
+
+def train_curve(a: nn.Module, b: nn.Module, x: torch.Tensor, y: torch.Tensor, *, lr: float, batch_size: int,
+                max_steps: int, check_every: int, check: tuple[torch.Tensor, torch.Tensor] | None = None,
+                ts: Sequence[float] = tuple(np.linspace(0, 1, 11)), tolerance: float = 0.01, patience: int = 2,
+                min_delta: float = 1e-3, bend: nn.Module | None = None, generator: torch.Generator | None = None,
+                eval_batch_size: int = 1000) -> tuple[nn.Module, pd.DataFrame]:
+    """Train the bend of a quadratic Bézier curve from ``a`` to ``b`` on ``x``, ``y`` as
+    Garipov et al. (NeurIPS 2018) do: at every step one mini-batch (a seeded reshuffle every
+    epoch) and one ``t ~ U(0, 1)``; the loss of the point ``θ(t)`` on the batch (train mode)
+    is minimised over the bend by plain SGD, ``θc -= lr · 2t(1-t) · ∇θ(t)`` (the chain rule
+    through the curve; ``a`` and ``b`` never move).
+
+    The stopping rule is fixed before training: every ``check_every`` steps (and before the
+    first) the curve's training loss is evaluated at every ``t`` of ``ts`` on ``check``
+    (default ``x, y``), and training stops when the curve's barrier (its maximum excess
+    over the chord between the endpoints' losses, :func:`excess`: the maximum training loss
+    along the curve, less the part the fixed endpoints account for) has not fallen by more
+    than ``tolerance`` (relative) and ``min_delta`` nats for ``patience`` consecutive checks
+    (:class:`Plateau`), or after ``max_steps``.  (The maximum loss itself would stop a
+    curve at once whenever an endpoint holds it.)  Returns ``(bend, trace)``: ``trace`` has one row per check and
+    ``t``, columns ``check``, ``step``, ``t``, ``loss``, ``stopped`` (True on the last
+    check's rows if the rule, not the budget, stopped it).
+
+    Only parameters with ``requires_grad`` move (a frozen one stays on the straight line);
+    weights that read padding zeros get no gradient and stay at the midpoint: they never
+    change the function.  Deterministic on CPU for a ``generator`` (default seeded 0); the
+    caller's global RNG is left untouched (dropout draws from a forked one).  Memory: ``a``,
+    ``b``, the bend, one scratch point and one set of gradients.
+    """
+    check_compatible(a, b)
+    _refuse_batchnorm(a)
+    if max_steps < 0 or check_every < 1 or batch_size < 1 or not lr >= 0:
+        raise ValueError(f"need max_steps >= 0, check_every >= 1, batch_size >= 1 and lr >= 0 (got {max_steps}, "
+                         f"{check_every}, {batch_size}, {lr}).")
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"x and y must be non-empty and of the same length (got {len(x)} and {len(y)}).")
+    generator = torch.Generator().manual_seed(0) if generator is None else generator
+    bend = bend_init(a, b) if bend is None else bend
+    check_compatible(a, bend, ("a", "bend"))
+    cx, cy = (x, y) if check is None else check
+    rule = Plateau(tolerance, patience, min_delta)
+    rows = []
+    scratch = copy.deepcopy(a)
+    path = lambda t, out: bezier(a, b, bend, t, out=out if out is not None else scratch)  # noqa: E731
+
+    def checkpoint(index: int, step: int) -> bool:
+        losses = path_losses(path, cx, cy, ts, eval_batch_size)
+        rows.extend(dict(check=index, step=step, t=float(t), loss=v, stopped=False) for t, v in zip(ts, losses))
+        return rule.update(excess(ts, losses))
+
+    names = [name for name, p in a.named_parameters() if p.requires_grad]
+    bend_params, point_params = dict(bend.named_parameters()), dict(scratch.named_parameters())
+    device = next(a.parameters()).device
+    seed = int(torch.randint(0, 2 ** 62, (), generator=generator))
+    n, size = len(x), min(batch_size, len(x))
+    order, pos, stopped, index = None, n, checkpoint(0, 0), 0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        step = 0
+        while not stopped and step < max_steps:
+            step += 1
+            if pos + size > n:
+                order, pos = torch.randperm(n, generator=generator).to(x.device), 0
+            idx = order[pos:pos + size]
+            pos += size
+            t = float(torch.rand((), generator=generator))
+            bezier(a, b, bend, t, out=scratch)
+            scratch.train()
+            tensors = [point_params[name] for name in names]
+            with torch.enable_grad():
+                loss = F.cross_entropy(scratch(x[idx]), y[idx])
+                grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+            with torch.no_grad():
+                for name, g in zip(names, grads):
+                    if g is not None:
+                        bend_params[name].sub_(g, alpha=lr * 2.0 * t * (1.0 - t))
+            del grads, loss
+            if step % check_every == 0 or step == max_steps:
+                index += 1
+                stopped = checkpoint(index, step)
+    trace = pd.DataFrame(rows, columns=["check", "step", "t", "loss", "stopped"])
+    if stopped:
+        trace.loc[trace["check"] == trace["check"].max(), "stopped"] = True
+    bend.eval()
+    return bend, trace
+
+
+# -- permutation alignment (weight matching, Ainsworth et al. 2023) -----------------------------
+
+def _chain(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The weight layers of ``model`` in order: eFCN layers (kind "fc") and ``nn.Linear``."""
+    from .layers import EmbeddedConv, FCConv
+
+    chain = []
+    for name, m in model.named_modules():
+        if isinstance(m, FCConv) or isinstance(m, nn.Linear):
+            chain.append((name, m))
+        elif isinstance(m, (EmbeddedConv, nn.modules.conv._ConvNd)):
+            raise NotImplementedError(f"{name} ({type(m).__name__}): weight matching here aligns FC-space networks "
+                                      "(eFCN layers of kind 'fc' and nn.Linear) only.")
+    return chain
+
+
+def _view(layer: nn.Module, in_channels: int | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``(W, bias, live)``: the weight as ``(O, S_out, C, S_in)`` (output channel, output
+    position, input channel, input position), the bias as ``(O, S_out)`` and a 0/1 mask of
+    the input positions that do not always read a padding zero (None: all live)."""
+    from .layers import FCConv
+
+    if isinstance(layer, FCConv):
+        g = layer.geometry
+        s_out, s_in = int(np.prod(g.out_hw)), int(np.prod(g.padded_hw))
+        w = layer.weight.view(g.out_channels, s_out, g.in_channels, s_in)
+        bias = None if layer.bias is None else layer.bias.view(g.out_channels, s_out)
+        live = g.alive.reshape(1, 1, 1, s_in).to(w.dtype).to(w.device)
+        return w, bias, live
+    c = in_channels or layer.in_features
+    if layer.in_features % c:
+        raise NotImplementedError(f"a Linear layer of {layer.in_features} inputs after {c} channels: not a "
+                                  "flattened channel map.")
+    w = layer.weight.view(layer.out_features, 1, c, layer.in_features // c)
+    return w, None if layer.bias is None else layer.bias.view(-1, 1), None
+
+
+def weight_matching(a: nn.Module, b: nn.Module, max_iter: int = 100, seed: int = 0) -> list[torch.Tensor]:
+    """Permutations of the hidden channels of ``b`` that best match ``a`` by weight
+    matching (Ainsworth, Hayase and Srinivasa, ICLR 2023, "Git Re-Basin", algorithm 1):
+    coordinate ascent over layers, each solving the linear assignment that maximises
+    ``Σ ⟨W_a, P W_b⟩`` over the weights and biases that the layer's permutation touches,
+    until no permutation changes (at most ``max_iter`` sweeps, layers in a seeded order).
+
+    The symmetry group is the architecture's: in an eFCN (ReLU, then *spatial* max pooling,
+    zero padding) only a permutation of whole channels, the same at every spatial position,
+    leaves the function unchanged, so the group is that of the CNN (``ch!`` per layer), not
+    the ``(ch·H·W)!`` of a plain MLP.  ``nn.Linear`` hidden layers permute their units.
+    Weights that always read a padding zero are left out of the similarity (they never
+    change the function).  Returns one index tensor per hidden layer (``perm[i]``: the unit
+    of ``b`` that becomes unit ``i``); :func:`permute` applies them.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    check_compatible(a, b)
+    chain_a, chain_b = _chain(a), _chain(b)
+    if len(chain_a) < 2:
+        return []
+    with torch.no_grad():
+        views_a, views_b, channels = [], [], None
+        for (_, la), (_, lb) in zip(chain_a, chain_b):
+            va, vb = _view(la, channels), _view(lb, channels)
+            views_a.append(va)
+            views_b.append(vb)
+            channels = va[0].shape[0]
+        perms = [torch.arange(v[0].shape[0]) for v in views_a[:-1]]
+        rng = np.random.default_rng(seed)
+
+        for _ in range(max_iter):
+            changed = False
+            for i in rng.permutation(len(perms)):
+                wa, ba, live = views_a[i]
+                wb, bb, _ = views_b[i]
+                wb = wb if i == 0 else wb[:, :, perms[i - 1]]
+                mask = 1.0 if live is None else live
+                sim = (wa * mask).reshape(len(wa), -1).double() @ (wb * mask).reshape(len(wb), -1).double().T
+                if ba is not None:
+                    sim += ba.double() @ bb.double().T
+                na, _, la = views_a[i + 1]
+                nb = views_b[i + 1][0]
+                if i + 1 < len(perms):  # the next layer's outputs in their current order
+                    nb = nb[perms[i + 1]]
+                mask = 1.0 if la is None else la
+                fa = (na * mask).transpose(0, 2).reshape(na.shape[2], -1).double()
+                fb = (nb * mask).transpose(0, 2).reshape(nb.shape[2], -1).double()
+                sim += fa @ fb.T
+                _, col = linear_sum_assignment(sim.cpu().numpy(), maximize=True)
+                new = torch.as_tensor(col, dtype=torch.long)
+                if not torch.equal(new, perms[i]):
+                    gain = float(sim[torch.arange(len(new)), new].sum() - sim[torch.arange(len(new)), perms[i]].sum())
+                    if gain > 1e-12 * max(1.0, float(sim.abs().max())):
+                        perms[i], changed = new, True
+            if not changed:
+                break
+    return perms
+
+
+@torch.no_grad()
+def permute(model: nn.Module, perms: list[torch.Tensor]) -> nn.Module:
+    """A copy of ``model`` with the hidden channels of its weight layers permuted by
+    ``perms`` (:func:`weight_matching`): the same function, other weights."""
+    out = copy.deepcopy(model)
+    chain, channels, views = _chain(out), None, []
+    for _, layer in chain:
+        views.append(_view(layer, channels))
+        channels = views[-1][0].shape[0]
+    if len(perms) != len(chain) - 1:
+        raise ValueError(f"{len(perms)} permutations for {len(chain) - 1} hidden layers.")
+    for i, (w, bias, _) in enumerate(views):
+        new = w
+        if i > 0:
+            new = new[:, :, perms[i - 1]]
+        if i < len(perms):
+            new = new[perms[i]]
+            if bias is not None:
+                bias.copy_(bias[perms[i]].clone())
+        w.copy_(new.clone())
+    return out
+
+
+def align(a: nn.Module, b: nn.Module, x: torch.Tensor | None = None, **kwargs) -> nn.Module:
+    """``b`` with its hidden channels permuted to match ``a`` (:func:`weight_matching`,
+    :func:`permute`): a new network computing the same function as ``b``, checked on ``x``
+    (default: 2 random inputs of ``a``'s first layer's input shape is unknown, so pass
+    ``x``) to a relative 1e-4 of the logits."""
+    aligned = permute(b, weight_matching(a, b, **kwargs))
+    if x is not None:
+        with torch.no_grad():
+            modes = _modes(b) + _modes(aligned)
+            b.eval()
+            aligned.eval()
+            want, got = b(x), aligned(x)
+            _restore(modes)
+        scale = float(want.abs().max()) or 1.0
+        if float((want - got).abs().max()) > 1e-4 * scale:
+            raise AssertionError("the permuted network computes another function: this architecture has layers "
+                                 "between its weight layers that do not commute with channel permutations.")
+    return aligned
 
 
 # -- evaluation along a path ----------------------------------------------------------------------
@@ -349,7 +678,7 @@ _PATHS: dict[str, Callable[..., nn.Module]] = {"linear": linear, "curvilinear": 
 def scan(a: nn.Module, b: nn.Module, method: str, x: torch.Tensor, y: torch.Tensor, n_points: int = 11, *,
          ts: Sequence[float] | None = None, points: Sequence[nn.Module] | None = None,
          train: tuple[torch.Tensor, torch.Tensor] | None = None, batch_size: int = 1000,
-         **string_kwargs) -> pd.DataFrame:
+         bend: nn.Module | None = None, **string_kwargs) -> pd.DataFrame:
     """Loss and accuracy of ``x`` ``(N, C, H, W)``, ``y`` ``(N,)`` along a path from ``a`` to
     ``b``, by :func:`needle_core.train.evaluate` (eval mode, mean cross-entropy, accuracy in
     ``[0, 1]``; ``batch_size`` is its evaluation batch).
@@ -372,6 +701,8 @@ def scan(a: nn.Module, b: nn.Module, method: str, x: torch.Tensor, y: torch.Tens
         raise TypeError(f"{sorted(string_kwargs)} only apply to method='string'.")
     if (points is not None or train is not None) and method != "string":
         raise TypeError("points= and train= only apply to method='string'.")
+    if (bend is None) != (method != "bezier"):
+        raise TypeError("bend= is needed by, and only applies to, method='bezier'.")
     check_compatible(a, b)
     modes = _modes(a) + _modes(b)
     rows = []
@@ -399,8 +730,9 @@ def scan(a: nn.Module, b: nn.Module, method: str, x: torch.Tensor, y: torch.Tens
                     record(t, model)
             else:
                 scratch = None
+                path = _PATHS.get(method) or (lambda a, b, t, out: bezier(a, b, bend, t, out=out))
                 for t in grid:
-                    scratch = _PATHS[method](a, b, float(t), out=scratch)
+                    scratch = path(a, b, float(t), out=scratch)
                     record(t, scratch)
                 del scratch
     finally:

@@ -41,21 +41,48 @@ def plan(config: SweepConfig) -> list[RunSpec]:
     return runs
 
 
-def cost(spec: RunSpec, config: SweepConfig) -> int:
-    """Epochs a run trains (what the progress bar counts)."""
-    return cost_of(spec, config)
+def cost(spec, config: SweepConfig) -> int:
+    """Epochs a run trains (what the progress bar counts); 0 for a curve task."""
+    return 0 if spec.role == "curve" else cost_of(spec, config)
 
 
 @dataclass
 class Task:
-    """One node of the graph: a run and the runs it needs."""
+    """One node of the graph: a run (a :class:`~needle_core.run.RunSpec`) or a curve task
+    (a :class:`~needle_core.landscape.CurveSpec`, ``spec.role == "curve"``) and the runs it
+    needs."""
 
     spec: RunSpec
     needs: list[str] = field(default_factory=list)
 
 
 def graph(config: SweepConfig) -> list[Task]:
-    return [Task(spec, [spec.trunk] if spec.trunk else []) for spec in plan(config)]
+    """Every run, trunks before their branches, then the curve tasks of
+    ``config.landscape_switch_times`` (:func:`needle_core.landscape.curve_tasks`), each
+    needing its two endpoint runs: it runs as soon as they are finished, where they trained."""
+    from .landscape import curve_tasks
+
+    return ([Task(spec, [spec.trunk] if spec.trunk else []) for spec in plan(config)]
+            + [Task(spec, spec.needs) for spec in curve_tasks(config)])
+
+
+def finished(store: ResultStore, spec) -> bool:
+    """Whether a task of the graph is done: a run's provenance, a curve task's record."""
+    if spec.role == "curve":
+        from .landscape import curve_finished
+
+        return curve_finished(store.root, spec)
+    return store.is_finished(spec.run)
+
+
+def execute_task(spec, config: SweepConfig, root, on_epoch=None, wait: bool = True) -> str:
+    """:func:`needle_core.run.execute` for a run, :func:`needle_core.landscape.execute_curve`
+    for a curve task (what every executor calls)."""
+    if spec.role == "curve":
+        from .landscape import execute_curve
+
+        return execute_curve(spec, config, root, wait=wait)
+    return execute(spec, config, root, on_epoch=on_epoch, wait=wait)
 
 
 class Executor(Protocol):
@@ -100,7 +127,7 @@ def local_executor(tasks: list[Task], config: SweepConfig, root: Path, progress:
     from tqdm.auto import tqdm
 
     store = ResultStore(root)
-    todo = [t for t in tasks if not store.is_finished(t.spec.run)]
+    todo = [t for t in tasks if not finished(store, t.spec)]
     bar = tqdm(total=sum(cost(t.spec, config) for t in todo), unit="epoch", disable=not progress,
                desc=f"sweep {config.name} ({len(todo)}/{len(tasks)} runs to do)")
     done: dict[str, str] = {}
@@ -114,7 +141,7 @@ def local_executor(tasks: list[Task], config: SweepConfig, root: Path, progress:
             return
         bar.set_postfix_str(run, refresh=False)
         try:
-            status = execute(task.spec, config, root, on_epoch=bar.update, wait=wait)
+            status = execute_task(task.spec, config, root, on_epoch=bar.update, wait=wait)
         except Exception as error:
             if fatal(error):
                 raise
@@ -242,7 +269,13 @@ class Sweep:
         chosen = {t.spec.run for t in tasks if any(fnmatch.fnmatchcase(t.spec.run, p) for p in only)}
         if not chosen:
             raise ValueError(f"no run of the sweep matches {only}: list them with --dry-run.")
-        chosen |= {n for t in tasks if t.spec.run in chosen for n in t.needs}
+        needs = {t.spec.run: t.needs for t in tasks}
+        stack = list(chosen)
+        while stack:  # what they need, and what that needs (a curve task needs a branch, which needs its trunk)
+            for n in needs.get(stack.pop(), []):
+                if n not in chosen:
+                    chosen.add(n)
+                    stack.append(n)
         return [t for t in tasks if t.spec.run in chosen]
 
     def run(self, progress: bool = True, only: list[str] | None = None) -> pd.DataFrame:
@@ -251,7 +284,7 @@ class Sweep:
 
             torch.set_num_threads(self.config.threads)
         tasks = self.tasks(only)
-        todo = [t.spec.run for t in tasks if not self.store.is_finished(t.spec.run)]
+        todo = [t.spec.run for t in tasks if not finished(self.store, t.spec)]
         self.statuses = {t.spec.run: "finished" for t in tasks}
         if not todo:
             self._check_store()  # finished since __init__, by a sweep of another config?

@@ -250,3 +250,107 @@ def test_mismatched_models_raise(pair):
         ip.scan(a, other, "linear", torch.zeros(1, *SHAPE), torch.zeros(1, dtype=torch.long))
     with pytest.raises(ValueError, match="dtypes differ"):
         ip.string(a, nc.embed(nc.vanilla_cnn(ch=4), SHAPE).double(), None, None)
+
+
+# -- trained curves, the stopping rule, weight matching (issue 18) ------------------------------
+
+def test_bezier_starts_as_the_straight_line_and_keeps_its_endpoints(pair, data):
+    a, b = pair
+    bend = ip.bend_init(a, b)
+    for t in (0.0, 1.0):
+        assert same(ip.bezier(a, b, bend, t), state(a if t == 0 else b))
+    for t in (0.3, 0.5):
+        curve, line = dict(ip.bezier(a, b, bend, t).named_parameters()), ip.linear(a, b, t)
+        for name, w in line.named_parameters():
+            torch.testing.assert_close(curve[name], w)
+    x, y = data
+    frame = ip.scan(a, b, "bezier", x, y, ts=[0, 0.5, 1], bend=bend)
+    assert frame["value"].tolist() == pytest.approx(ip.scan(a, b, "linear", x, y, ts=[0, 0.5, 1])["value"].tolist())
+    with pytest.raises(TypeError, match="bend"):
+        ip.scan(a, b, "bezier", x, y)
+
+
+def test_plateau_rule():
+    rule = ip.Plateau(tolerance=0.01, patience=2)
+    assert [rule.update(v) for v in (2.0, 1.5, 1.495, 1.2, 1.19, 1.189)] == [False, False, False, False, False, True]
+    assert ip.Plateau().update(float("nan")) is True
+    with pytest.raises(ValueError):
+        ip.Plateau(patience=0)
+
+
+def test_train_curve_lowers_the_barrier_keeps_endpoints_and_is_deterministic(toy):
+    a, b, x, y = toy
+    sa, sb = state(a), state(b)
+    kwargs = dict(lr=0.5, batch_size=32, max_steps=300, check_every=30, generator=torch.Generator().manual_seed(3))
+    bend, trace = ip.train_curve(a, b, x, y, **kwargs)
+    assert same(a, sa) and same(b, sb)
+    assert list(trace.columns) == ["check", "step", "t", "loss", "stopped"]
+    assert trace.groupby("check").size().eq(11).all() and trace["step"].iloc[0] == 0
+    first, last = trace.groupby("check")["loss"].max().iloc[[0, -1]]
+    assert last < first
+    line = pd.DataFrame({"t": trace.t[trace.check == 0], "method": "m", "metric": "loss",
+                         "value": trace.loss[trace.check == 0]})
+    curve = ip.scan(a, b, "bezier", x, y, ts=np.linspace(0, 1, 11), bend=bend)
+    assert ip.barrier(curve) < ip.barrier(line)
+    steps = trace["step"].max()
+    assert trace["stopped"].any() or steps == 300  # the rule, or else the budget, stopped it
+    again, trace2 = ip.train_curve(a, b, x, y, **dict(kwargs, generator=torch.Generator().manual_seed(3)))
+    assert same(again, state(bend)) and trace2.equals(trace)
+
+
+def test_curve_moves_only_live_trainable_weights(pair, data):
+    a, b = pair
+    x, y = data
+    frozen = {n: p.requires_grad for n, p in a.named_parameters()}
+    for net in (a, b):
+        net.fc.bias.requires_grad_(False)
+    try:
+        bend, _ = ip.train_curve(a, b, x, y, lr=0.5, batch_size=16, max_steps=3, check_every=3)
+    finally:
+        for net in (a, b):
+            net.fc.bias.requires_grad_(frozen["fc.bias"])
+    mid = ip.linear(a, b, 0.5)
+    torch.testing.assert_close(bend.fc.bias, mid.fc.bias)  # frozen: stays on the straight line
+    layer = bend.conv1
+    dead = ~layer.geometry.alive.reshape(-1)
+    cols = lambda w: w.view(w.shape[0], layer.geometry.in_channels, -1)[:, :, dead]  # noqa: E731
+    assert dead.any()
+    torch.testing.assert_close(cols(bend.conv1.weight), cols(mid.conv1.weight))  # padding-connected: no gradient
+    assert not torch.equal(bend.conv1.weight, mid.conv1.weight)
+
+
+def test_curves_refuse_batchnorm():
+    a, b = tiny_cnn(0, bn=True), tiny_cnn(1, bn=True)
+    a, b = nc.embed(a, (1, 8, 8)), nc.embed(b, (1, 8, 8))
+    with pytest.raises(NotImplementedError, match="running statistics"):
+        ip.train_curve(a, b, torch.zeros(2, 1, 8, 8), torch.zeros(2, dtype=torch.long), lr=0.1, batch_size=2,
+                       max_steps=1, check_every=1)
+
+
+def test_string_stops_when_its_check_says_so(toy):
+    a, b, x, y = toy
+    calls = []
+
+    def check(step, points):
+        calls.append((step, len(points)))
+        return step >= 10
+
+    ip.string(a, b, x, y, n_points=4, steps=100, lr=0.2, batch_size=32, check=check, check_every=5)
+    assert calls == [(0, 4), (5, 4), (10, 4)]
+
+
+def test_weight_matching_undoes_a_permutation_and_keeps_the_function(pair, data):
+    a, b = pair
+    x, _ = data
+    g = torch.Generator().manual_seed(5)
+    perms = [torch.randperm(4, generator=g) for _ in range(3)]  # VanillaCNN: 3 hidden layers of 4 channels
+    shuffled = ip.permute(a, perms)
+    with torch.no_grad():
+        torch.testing.assert_close(shuffled.eval()(x), a.eval()(x), rtol=1e-5, atol=1e-5)
+    assert not same(shuffled, state(a))
+    assert same(ip.align(a, shuffled, x), state(a))  # weight matching finds the permutation back
+    aligned = ip.align(a, b, x)  # a function-preserving permutation of b, closer to a
+    distance = lambda m: sum(float(((p - q).detach() ** 2).sum()) for p, q in zip(a.parameters(), m.parameters()))  # noqa
+    assert distance(aligned) <= distance(b)
+    with pytest.raises(NotImplementedError, match="fc"):
+        ip.weight_matching(nc.vanilla_cnn(ch=4), nc.vanilla_cnn(ch=4))

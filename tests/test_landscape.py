@@ -1,5 +1,6 @@
 """The landscape measurement: stored once as tidy rows, resumable, read without checkpoints."""
 import json
+from pathlib import Path
 import shutil
 
 import pandas as pd
@@ -95,3 +96,117 @@ def test_a_diverged_efcn_is_recorded_not_measured(store, tmp_path):
 
 def test_empty_store_has_no_landscape(tmp_path):
     assert landscape.results(tmp_path).empty and landscape.scans(tmp_path).empty and landscape.records(tmp_path).empty
+
+
+# -- claim 6 by trained curves: tasks of the sweep's graph (issue 18) -----------------------------
+
+from needle_core.sweep import graph  # noqa: E402
+
+CURVES = make_config("smoke", {"seeds": [0, 1], "switch_times": [0, 2], "kinds": ["fc"], "landscape_switch_times": [2],
+                               "landscape_n_train": 100, "landscape_n_test": 100, "landscape_check_steps": 5,
+                               "landscape_max_steps": 10})
+
+
+def test_curve_tasks_are_opt_in_and_outside_the_digest():
+    assert not [t for t in graph(CONFIG) if t.spec.role == "curve"]  # off unless landscape_switch_times
+    assert CURVES.digest() == make_config("smoke", {"seeds": [0, 1], "switch_times": [0, 2]}).digest()
+    tasks = {t.spec.run: t for t in graph(CURVES)}
+    curves = [t for t in tasks.values() if t.spec.role == "curve"]
+    assert sorted(t.spec.run.rsplit("/", 1)[1] for t in curves) == [
+        "cnn-cnn-s0-s1", "efcn-efcn-s0-s1-t2", "efcn-fcn-s0-s0-t2", "efcn-fcn-s1-s1-t2", "fcn-fcn-s0-s1"]
+    order = list(tasks)
+    for t in curves:  # each needs its two endpoint runs, which come first in the graph
+        assert all(n in tasks and order.index(n) < order.index(t.spec.run) for n in t.needs)
+    tested = tasks["landscape/vanilla-w4-n500/efcn-fcn-s1-s1-t2"]
+    assert tested.needs == ["vanilla-w4-n500-s1/efcn-t2", "vanilla-w4-n500-s1/fcn"]
+    assert landscape.control_pairs([0, 1, 2]) == [(0, 1), (1, 2), (2, 0)] and landscape.control_pairs([3]) == []
+    with pytest.raises(ValueError, match="not switch times"):
+        make_config("smoke", {"landscape_switch_times": [3]})
+
+
+def test_only_a_curve_task_brings_its_endpoints_and_their_trunks(tmp_path):
+    sweep = Sweep(CURVES, tmp_path)
+    runs = [t.spec.run for t in sweep.tasks(["*/efcn-fcn-s0-s0-t2"])]
+    assert runs == ["vanilla-w4-n500-s0/cnn", "vanilla-w4-n500-s0/fcn", "vanilla-w4-n500-s0/efcn-t2",
+                    "landscape/vanilla-w4-n500/efcn-fcn-s0-s0-t2"]
+
+
+@pytest.fixture(scope="module")
+def curved(tmp_path_factory):
+    """A smoke sweep run without curve tasks, then again with them (the same store)."""
+    root = tmp_path_factory.mktemp("curves")
+    plain = make_config("smoke", {"seeds": [0, 1], "switch_times": [0, 2], "kinds": ["fc"]})
+    Sweep(plain, root).run(progress=False)
+    stamps = {p: p.stat().st_mtime_ns for p in root.rglob("provenance.json")}
+    Sweep(CURVES, root).run(progress=False)
+    return root, stamps
+
+
+def test_curve_tasks_join_an_existing_store_without_redoing_its_runs(curved):
+    root, stamps = curved
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("provenance.json")} == stamps
+    records = landscape.curve_records(root)
+    assert len(records) == 5 and set(records["status"]) == {"done"}
+    assert records["config_digest"].eq(CURVES.digest()).all()
+    assert records["settings"].iloc[0] == landscape.curve_settings(CURVES)
+    assert records["n_curve"].eq(100).all()
+    controls = records[records["pair"] != "efcn-fcn"]
+    assert controls["data"].str.contains("share none").all()  # synthetic: each seed draws its own images
+
+
+def test_curve_results_traces_and_the_decision(curved):
+    root, _ = curved
+    frame = landscape.curve_results(root)
+    assert set(frame["method"]) == set(landscape.CURVE_METHODS) and len(frame) == 5 * 4
+    assert (frame["barrier"] >= 0).all() and frame["test_acc_min"].between(0, 1).all()
+    linear = frame[frame["method"] == "linear"].set_index("pair")
+    curve = frame[frame["method"] == "curve"].set_index("pair")
+    pd.testing.assert_series_equal(linear["loss_a"], curve["loss_a"])  # same endpoints, same images
+    traces = landscape.curve_traces(root)
+    assert set(traces["method"]) == {"string", "curve"}
+    per_check = traces[traces["method"] == "curve"].groupby(["task", "check"]).size()
+    assert per_check.eq(landscape.CURVE_POINTS).all()
+    assert traces.groupby(["task", "method"])["step"].max().le(10).all()
+    decision = landscape.curve_claim(frame)
+    assert decision["verdict"] == "inconclusive" or decision["verdict"] in ("reproduces", "contradicted")
+    assert list(decision["per_tw"]["switch_time"]) == [2] and decision["per_tw"]["n"].item() == 2
+
+
+def test_a_fresh_clone_recreates_the_endpoints_of_a_missing_curve_only(curved, tmp_path):
+    root, _ = curved
+    clone = tmp_path / "clone"
+    shutil.copytree(root, clone, ignore=shutil.ignore_patterns("*.pt", "*.pt.sha256", ".lock", "*.lock"))
+    target = clone / "landscape" / "curves" / "vanilla-w4-n500" / "fcn-fcn-s0-s1"
+    for suffix in (".json", ".parquet", "-trace.parquet"):
+        Path(f"{target}{suffix}").unlink()
+    Sweep(CURVES, clone).run(progress=False)
+    record = json.loads(Path(f"{target}.json").read_text())
+    assert record["recreated"] == {"vanilla-w4-n500-s0/fcn": 0.0, "vanilla-w4-n500-s1/fcn": 0.0}
+    assert sorted(p.parent.name for p in (clone / "runs").rglob("final.pt")) == ["fcn", "fcn"]  # nothing else
+    again = landscape.curve_results(clone)
+    pd.testing.assert_frame_equal(again, landscape.curve_results(root))  # deterministic: the same numbers
+
+
+def _barriers(tested, control, times=(2, 8)):
+    rows = []
+    for t in times:
+        rows += [dict(pair="efcn-fcn", seed=s, other=s, switch_time=t, method="curve", barrier=b)
+                 for s, b in enumerate(tested)]
+    rows += [dict(pair="fcn-fcn", seed=s, other=(s + 1) % len(control), switch_time=None, method="curve", barrier=b)
+             for s, b in enumerate(control)]
+    return pd.DataFrame(rows)
+
+
+def test_curve_claim_decides_by_the_paired_difference_with_the_control():
+    far = landscape.curve_claim(_barriers([0.9, 1.0, 1.1, 0.95], [0.1, 0.12, 0.09, 0.11]))
+    assert far["verdict"] == "reproduces" and (far["per_tw"]["lo"] > 0.05).all()
+    near = landscape.curve_claim(_barriers([0.1, 0.11, 0.09, 0.1], [0.1, 0.12, 0.09, 0.11]))
+    assert near["verdict"] == "contradicted"
+    noisy = landscape.curve_claim(_barriers([0.9, 0.0, 0.5, 0.05], [0.1, 0.12, 0.09, 0.11]))
+    assert noisy["verdict"] == "inconclusive"
+    assert landscape.curve_claim(_barriers([0.9, 1.0], [])) ["verdict"] == "not measured"
+    # seed 0's control is the mean of the pairs (3, 0) and (0, 1)
+    diffs = landscape.curve_differences(_barriers([0.9, 1.0, 1.1, 0.95], [0.1, 0.12, 0.09, 0.11], times=(2,)))
+    assert diffs.loc[diffs.seed == 0, "control"].item() == pytest.approx((0.1 + 0.11) / 2)
+    described = far["described"]
+    assert set(described["pair"]) == {"efcn-fcn", "fcn-fcn"}
