@@ -33,6 +33,12 @@ ABSENT = "absent"
 UNLISTED = (MANIFEST, ".lock", ".manifest.lock")
 
 
+def unlisted(name: str) -> bool:
+    """Whether a file of a store is one the manifest never lists: the manifest itself and the
+    flock files (the store's, a run's, a curve task's ``<task>.lock``), never read for results."""
+    return name in UNLISTED or name.endswith(".lock")
+
+
 class StoreDamaged(ValueError):
     """A file of a result store is not what was written; the message is one line naming the
     file, what is wrong and the fix (by default: delete the run's folder, so that the next

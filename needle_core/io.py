@@ -76,7 +76,7 @@ def atomic_write_files(files: dict) -> None:
     stores: dict = {}
     for path in files:
         root = integrity.store_of(path)
-        if root is not None and path.name not in integrity.UNLISTED:
+        if root is not None and not integrity.unlisted(path.name):
             stores.setdefault(root, {})[path] = integrity.sha256_bytes(files[path])
     for root, digests in stores.items():
         integrity.begin(root, digests)

@@ -57,7 +57,7 @@ import pandas as pd
 import torch
 
 from . import integrity
-from .integrity import (ABSENT, MANIFEST, UNLISTED, StoreDamaged, fix_for, load_manifest, optional, read_checked,
+from .integrity import (ABSENT, MANIFEST, StoreDamaged, unlisted, fix_for, load_manifest, optional, read_checked,
                         relative, sha256_bytes, sidecar, sidecar_digests, upgrade_command)
 from .io import atomic_write_bytes, atomic_write_files, json_bytes, leftovers, parquet_bytes, torch_bytes
 from .lock import FileLock
@@ -303,7 +303,7 @@ class ResultStore:
             except StoreDamaged as error:
                 damage(error)
         for path in sorted(self.root.rglob("*")):
-            if not path.is_file() or path.name in UNLISTED or str(path) in skip:
+            if not path.is_file() or unlisted(path.name) or str(path) in skip:
                 continue
             name = relative(self.root, path)
             if name not in files:
@@ -461,7 +461,7 @@ def upgrade(root: str | Path, rebuild: bool = False, dry_run: bool = False) -> d
     skip = {str(p) for p in store.leftovers()}
     adopted: dict[str, list[str]] = {}
     for path in sorted(root.rglob("*")):
-        if not path.is_file() or path.name in UNLISTED or str(path) in skip or \
+        if not path.is_file() or unlisted(path.name) or str(path) in skip or \
                 (path.name.startswith(".") and path.name.endswith(".tmp")):
             continue
         name = relative(root, path)

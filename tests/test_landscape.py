@@ -152,6 +152,10 @@ def test_curve_tasks_join_an_existing_store_without_redoing_its_runs(curved):
     assert records["n_curve"].eq(100).all()
     controls = records[records["pair"] != "efcn-fcn"]
     assert controls["data"].str.contains("share none").all()  # synthetic: each seed draws its own images
+    # every curve file is in the manifest, the tasks' flock files are not: verify calls it clean
+    from needle_core.store import ResultStore
+
+    assert ResultStore(root).verify()["problems"] == []
 
 
 def test_curve_results_traces_and_the_decision(curved):
