@@ -833,3 +833,12 @@ def test_embedding_sizes_are_the_embedded_parameters(kind):
     assert [s.path for s in sizes] == ["conv1", "conv2", "conv3"]
     table = format_sizes(sizes, (10**9, "here"))
     assert "conv2" in table and "8x12x12 -> 8x8x8" in table and "memory available: 1.00 GB (here)" in table
+
+
+def test_sizes_command_allocates_nothing(capsys):
+    """``python -m needle_core sizes``: the table, computed on the meta device."""
+    from needle_core.cli import main
+
+    assert main(["sizes", "--model", "alexnet", "--width", "8", "--input-shape", "3,32,32"]) == 0
+    out = capsys.readouterr().out
+    assert "alexnet (width 8) on input (3, 32, 32)" in out and "conv5" in out and "memory available" in out
