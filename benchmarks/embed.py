@@ -15,7 +15,10 @@ Side by side, interleaved in one run on the CPU, for VanillaCNN (ch=64) and Alex
   ``nn.Linear`` of the eFCN's size into which the matrix is copied;
 * ``loop (i,j)``: one slice assignment per output position, all output channels at once;
 * ``floor``: allocate every dense weight of the eFCN (``torch.zeros(out, in)``) and write it
-  once more (``fill_``): what any embedding into a dense matrix has to pay.
+  once more (``fill_``): what any embedding into a dense matrix has to pay;
+* ``floor, huge pages``: the same into memory advised to transparent huge pages, as ``embed``
+  allocates it (``needle_core.layers.dense_empty``): the floor without most of its page
+  faults, to show how much of embed's gain is the allocation.
 
 Then ``needle_core.deviation`` on AlexNet's eFCN, and the peak resident memory of embedding
 AlexNet (measured in a fresh subprocess from ``/proc/self/status`` VmHWM, minus the VmRSS
@@ -25,7 +28,8 @@ Last, the eLCN forward of torchvision's ResNet-18 (3x32x32, batch 4, no gradient
 matrix rebuilt on every forward as before (``as_strided_scatter`` into fresh zeros) against
 the matrix cached per version of the weight, with the eFCN's forward for reference.
 
-Targets: embed (with its proof) <= 2x floor; deviation <= 1 s; peak memory <= 2x the eFCN.  The exit code is
+Targets: embed (with its proof) <= 1.3x floor and <= the fastest loop; deviation <= 1 s; peak memory
+<= 1.1x the eFCN.  The exit code is
 always 0; each target prints PASS or FAIL.  Timings on a shared machine are noisy: every
 variant is repeated, variants are interleaved, and the table shows medians (and minima).
 """
@@ -47,7 +51,7 @@ from torch import nn
 
 import needle_core as nc
 from needle_core.embedding import _replace, embedded_layers
-from needle_core.layers import FCConv, LCConv
+from needle_core.layers import FCConv, LCConv, advise_huge_pages
 
 INPUT_SHAPE = (3, 32, 32)
 MODELS = {"VanillaCNN": nc.vanilla_cnn, "AlexNet": nc.alexnet}
@@ -107,6 +111,17 @@ def proof_forward(efcn: nn.Module) -> torch.Tensor:
 
 def floor(shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
     weights = [torch.zeros(s) for s in shapes]
+    for w in weights:
+        w.fill_(1.0)
+    return weights
+
+
+def floor_huge(shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
+    weights = []
+    for s in shapes:
+        w = torch.empty(s)
+        advise_huge_pages(w)
+        weights.append(w.zero_())
     for w in weights:
         w.fill_(1.0)
     return weights
@@ -206,6 +221,16 @@ def _rebuilt(elcn: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 # -- main ----------------------------------------------------------------------------------------
 
+def machine() -> str:
+    """The CPU's model name (as lscpu prints it), for the report."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+        return platform.processor() or platform.machine()
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -213,8 +238,8 @@ def verdict(ok: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Targets: embed <= 2x floor, deviation(AlexNet eFCN) <= 1 s, "
-                                            "peak memory while embedding AlexNet <= 2x the eFCN. Exit code is always 0.")
+                                     epilog="Targets: embed <= 1.3x floor and <= the fastest loop, deviation(AlexNet eFCN) <= 1 s, "
+                                            "peak memory while embedding AlexNet <= 1.1x the eFCN. Exit code is always 0.")
     parser.add_argument("--reps", type=int, default=5, help="repetitions of floor, embed and deviation (default 5)")
     parser.add_argument("--loop-reps", type=int, default=2,
                         help="repetitions of the slow Python loops (default 2; 0 skips them)")
@@ -238,6 +263,7 @@ def main() -> None:
     efcns = {name: nc.embed(m, INPUT_SHAPE, "fc") for name, m in models.items()}
     methods = {
         "floor (zeros + fill_)": lambda name: floor(shapes[name]),
+        "floor, huge pages": lambda name: floor_huge(shapes[name]),
         "needle_core.embed": lambda name: nc.embed(models[name], INPUT_SHAPE, "fc"),
         "proof forward": lambda name: proof_forward(efcns[name]),
         "loop (i,j)": lambda name: loop_embed(models[name], geoms[name], per_channel=False),
@@ -279,7 +305,7 @@ def main() -> None:
 
     names = list(models)
     fl = "floor (zeros + fill_)"
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
+    print(f"{machine()}: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
           f"{args.clock} time, median (min) of {args.reps} runs ({args.loop_reps} for the loops), interleaved")
     print(f"eFCN parameters: " + ", ".join(f"{n} {sum(a * b for a, b in shapes[n]):,} weights" for n in names))
     print()
@@ -298,9 +324,16 @@ def main() -> None:
             print(f"{n:<10} {m:<26} same eFCN as embed, bit for bit: {exact.get((n, m))}; "
                   f"time / embed's: {med(n, m) / med(n, 'needle_core.embed'):.2f}x")
     print()
-    ok = all(med(n, "needle_core.embed") <= 2 * med(n, fl) for n in names)
-    print(f"[{verdict(ok)}] embed (with its proof) <= 2x floor: " + ", ".join(
+    ok = all(med(n, "needle_core.embed") <= 1.3 * med(n, fl) for n in names)
+    print(f"[{verdict(ok)}] embed (with its proof) <= 1.3x floor: " + ", ".join(
         f"{n} {med(n, 'needle_core.embed') / med(n, fl):.2f}x" for n in names))
+    print("embed (with its proof) / floor with huge pages: " + ", ".join(
+        f"{n} {med(n, 'needle_core.embed') / med(n, 'floor, huge pages'):.2f}x" for n in names))
+    if args.loop_reps:
+        fastest = {n: min(loops, key=lambda m: med(n, m)) for n in names}
+        ok = all(med(n, "needle_core.embed") <= med(n, fastest[n]) for n in names)
+        print(f"[{verdict(ok)}] embed (with its proof) <= the fastest loop: " + ", ".join(
+            f"{n} {med(n, 'needle_core.embed') / med(n, fastest[n]):.2f}x {fastest[n]}" for n in names))
     print("the proof's forward / embed: " + ", ".join(
         f"{n} {med(n, 'proof forward') / med(n, 'needle_core.embed'):.2f}x" for n in names))
     if args.loop_reps:
@@ -312,7 +345,7 @@ def main() -> None:
     efcn_bytes = mem["n_params"] * mem["bytes_per_param"]
     peak = (mem["peak_kb"] - mem["before_kb"]) * 1024
     kept = (mem["after_kb"] - mem["before_kb"]) * 1024
-    print(f"[{verdict(peak <= 2 * efcn_bytes)}] peak memory while embedding AlexNet <= 2x eFCN: "
+    print(f"[{verdict(peak <= 1.1 * efcn_bytes)}] peak memory while embedding AlexNet <= 1.1x eFCN: "
           f"peak {peak / 1e9:.3f} GB (kept {kept / 1e9:.3f} GB) / eFCN {efcn_bytes / 1e9:.3f} GB "
           f"({mem['n_params']:,} float32) = {peak / efcn_bytes:.2f}x")
     if elcn:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import needle_core as nc
+import needle_core.train
 from needle_core.layers import FCConv
 
 BATCH, CLASSES, LR = 250, 10, 0.1
@@ -171,6 +172,133 @@ def profile_overhead(step: Step, gemms: Gemms, reps: int = 2) -> None:
     print(f"  {'everything else':<44}{rest:>9.1f} ms{100 * rest / total:>6.1f}%")
 
 
+ROLES = ("CNN", "eFCN", "eLCN", "FCN")
+WIDTHS = (32, 64)
+EVAL_N = 1000  # one batch of evaluate() at the configs' eval_batch_size
+
+
+def make_role(role: str, width: int) -> nn.Module:
+    """The VanillaCNN of ``width`` (seed 0) as one of the four networks the sweeps train."""
+    torch.manual_seed(0)
+    cnn = nc.vanilla_cnn(width)
+    if role == "CNN":
+        return cnn.train()
+    if role == "FCN":
+        return nc.fcn(cnn, (3, 32, 32)).train()
+    return nc.embed(cnn, (3, 32, 32), "fc" if role == "eFCN" else "lc").train()
+
+
+def products(role: str, width: int, batch: int) -> list[tuple[tuple, str]]:
+    """The matrix products of one step of ``role`` on ``batch`` inputs: ``((m, k, n, ta, tb),
+    phase)`` for ``(m x k) @ (k x n)``, phase "forward" or "backward"; ``ta``/``tb``: the
+    operand is a transposed view, as autograd passes it (``F.linear`` multiplies by the
+    weight's transpose, grad_weight by the output gradient's).
+
+    A dense layer (eFCN, eLCN, FCN, every Linear) ``(out, in)``: forward ``(B x in) @ (in x
+    out)``, grad_input ``(B x out) @ (out x in)`` (not for the first layer: its input needs no
+    gradient), grad_weight ``(out x B) @ (B x in)``.  A conv (CNN) as its im2col GEMMs, with
+    ``P = B*Ho*Wo`` rows and ``K = C*kh*kw``: ``(P x K) @ (K x O)``, ``(P x O) @ (O x K)``,
+    ``(O x P) @ (P x K)``.  The eLCN's products are the eFCN's: it multiplies by the same
+    dense matrix, which it scatters from its weights first (not a product: not counted).
+    """
+    torch.manual_seed(0)
+    cnn = nc.vanilla_cnn(width)
+    with torch.device("meta"):
+        geoms = {path: layer.geometry for path, layer in nc.embedded_layers(nc.embed(cnn.to("meta"), (3, 32, 32)))}
+    out = []
+    first = True
+    for path, module in cnn.named_modules():
+        if path in geoms and role == "CNN":
+            g = geoms[path]
+            p, k, o = batch * g.out_hw[0] * g.out_hw[1], g.in_channels * g.kernel[0] * g.kernel[1], g.out_channels
+            shapes = [((p, k, o, False, True), "forward"), ((p, o, k, False, False), "backward"),
+                      ((o, p, k, True, False), "backward")]
+        elif path in geoms or isinstance(module, nn.Linear):
+            o, i = (geoms[path].out_features, geoms[path].in_features) if path in geoms else (
+                module.out_features, module.in_features)
+            shapes = [((batch, i, o, False, True), "forward"), ((batch, o, i, False, False), "backward"),
+                      ((o, batch, i, True, False), "backward")]
+        else:
+            continue
+        out += [shapes[0], shapes[2]] if first else shapes
+        first = False
+    return out
+
+
+class Products:
+    """Matrix products alone, in the layouts autograd uses, into preallocated outputs
+    (``torch.mm(out=)``), float32."""
+
+    def __init__(self, shapes):
+        def operand(rows, cols, transposed):
+            return torch.randn(cols, rows).t() if transposed else torch.randn(rows, cols)
+        self.items = [(operand(m, k, ta), operand(k, n, tb), torch.empty(m, n)) for m, k, n, ta, tb in shapes]
+
+    def __call__(self):
+        for a, b, c in self.items:
+            torch.mm(a, b, out=c)
+
+
+def run_roles(args) -> None:
+    """Step / its products and eval pass / its forward products, per role and width."""
+    clock = CLOCKS[args.clock]
+    x, y = make_data()
+    g = torch.Generator().manual_seed(2)
+    x_eval, y_eval = torch.randn(EVAL_N, 3, 32, 32, generator=g), torch.randint(0, CLASSES, (EVAL_N,), generator=g)
+    rows = []
+    for width in args.widths:
+        for role in args.roles:
+            model = make_role(role, width)
+            step = Step(model, x, y)
+            prods = products(role, width, BATCH)
+            variants = {
+                "step": step,
+                "step products": Products([s for s, _ in prods]),
+                "eval": lambda m=model: nc.train.evaluate(m, x_eval, y_eval, batch_size=EVAL_N),
+                "eval products": Products([s for s, phase in products(role, width, EVAL_N) if phase == "forward"]),
+            }
+            for fn in variants.values():  # warm-up: first touch, oneDNN/MKL init, the eLCN's cache
+                fn()
+            times = {k: [] for k in variants}
+            order = list(variants)
+            for rep in range(args.reps):
+                for k in order[rep % len(order):] + order[:rep % len(order)]:
+                    gc.collect()
+                    times[k].append(timed(variants[k], clock))
+            med = {k: statistics.median(v) for k, v in times.items()}
+            params = sum(p.numel() for p in model.parameters())
+            flops = 2.0 * sum(m * k * n for (m, k, n, _, _), _ in prods)
+            rows.append((role, width, params, flops, med))
+            print(f"  {role:<5} w{width}: step {med['step']:.3f} s, its products {med['step products']:.3f} s; "
+                  f"eval {med['eval']:.3f} s, its products {med['eval products']:.3f} s", flush=True)
+            del model, step, variants
+            gc.collect()
+    print(f"\nCPU: {machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s); VanillaCNN roles, "
+          f"batch {BATCH}, SGD lr {LR}; eval: evaluate() on {EVAL_N} inputs; {args.clock} time, medians of "
+          f"{args.reps} interleaved runs; glibc keeps freed memory as in training: {args.kept}")
+    print(f"{'role':<6}{'width':>6}{'parameters':>14}{'GFLOP/step':>11}{'step s':>9}{'products s':>11}"
+          f"{'step/prod':>10}{'eval s':>9}{'products s':>11}{'eval/prod':>10}")
+    for role, width, params, flops, med in rows:
+        print(f"{role:<6}{width:>6}{params:>14,}{flops / 1e9:>11.1f}{med['step']:>9.3f}{med['step products']:>11.3f}"
+              f"{med['step'] / med['step products']:>9.2f}x{med['eval']:>9.3f}{med['eval products']:>11.3f}"
+              f"{med['eval'] / med['eval products']:>9.2f}x")
+    for role, width, _, _, med in rows:
+        if role in ("eFCN", "FCN"):
+            ratio = med["step"] / med["step products"]
+            print(f"[{'PASS' if ratio <= 1.2 else 'FAIL'}] {role} w{width} step <= 1.2x its matrix products: "
+                  f"{ratio:.2f}x")
+
+
+def machine() -> str:
+    """The CPU's model name (as lscpu prints it), for the report."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+        return platform.processor() or platform.machine()
+
+
 def run_cpu(args) -> None:
     clock = CLOCKS[args.clock]
     model = make_efcn()
@@ -208,23 +336,6 @@ def run_cpu(args) -> None:
           f"against the allocating GEMMs {med['training step'] / med['GEMMs alone (allocating)']:.2f}x)")
     if args.profile:
         profile_overhead(variants["training step"], variants["GEMMs alone (out=)"])
-
-
-def run_cpu_malloc_child(args) -> None:
-    """The CPU comparison again in a fresh process whose glibc keeps freed memory for reuse."""
-    import subprocess
-    import sys
-
-    cmd = [sys.executable, os.path.abspath(__file__), "--no-gpu", "--no-malloc", "--no-profile",
-           "--reps", str(args.reps), "--clock", args.clock]
-    if args.threads:
-        cmd += ["--threads", str(args.threads)]
-    print(f"\nthe same in a fresh process with {' '.join(f'{k}={v}' for k, v in MALLOC_ENV.items())} "
-          "(glibc reuses freed memory instead of returning it to the kernel):")
-    out = subprocess.run(cmd, env={**os.environ, **MALLOC_ENV}, capture_output=True, text=True)
-    print("\n".join(line for line in out.stdout.splitlines() if line.strip()))
-    if out.returncode:
-        print(f"(failed with exit code {out.returncode}: {out.stderr.strip().splitlines()[-1:]})")
 
 
 # -- GPU ---------------------------------------------------------------------------------------
@@ -316,28 +427,45 @@ def run_gpu(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Targets: CPU step <= 1.2x its GEMMs alone; GPU step >= 50% of the "
-                                            "GEMMs' TFLOP/s. Exit code is always 0.")
+                                     epilog="Targets: CPU step <= 1.2x its matrix products alone for the eFCN and the "
+                                            "FCN; GPU step >= 50% of the GEMMs' TFLOP/s. Exit code is always 0.")
     parser.add_argument("--reps", type=int, default=5, help="CPU repetitions of each variant (default 5)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast on the CPU")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1, as the CPU "
+                        "campaign trains: one run per core)")
+    parser.add_argument("--roles", type=lambda t: t.split(","), default=list(ROLES),
+                        help=f"comma-separated, of {','.join(ROLES)} (default: all)")
+    parser.add_argument("--widths", type=lambda t: [int(v) for v in t.split(",")], default=list(WIDTHS),
+                        help="comma-separated VanillaCNN widths (default 32,64)")
+    parser.add_argument("--default-malloc", dest="kept", action="store_false",
+                        help="leave glibc's malloc as it is (training calls needle_core.train.keep_freed_memory)")
+    parser.add_argument("--detail", action="store_true",
+                        help="then the eFCN w64 step in detail: GEMMs alone allocating or not, a torch.profiler "
+                             "breakdown, and again in a fresh process with MALLOC_MMAP_MAX_=0")
+    parser.add_argument("--bf16", action="store_true", help="with --detail: also bf16 autocast on the CPU")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall (default) or cpu: process CPU time, steadier on a shared machine")
-    parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip the CPU profile")
-    parser.add_argument("--no-malloc", dest="malloc", action="store_false",
-                        help="skip the CPU rerun with glibc keeping freed memory (MALLOC_MMAP_MAX_=0)")
+    parser.add_argument("--no-profile", dest="profile", action="store_false", help=argparse.SUPPRESS)
+    parser.add_argument("--no-malloc", dest="malloc", action="store_false", help=argparse.SUPPRESS)
     parser.add_argument("--no-cpu", dest="cpu", action="store_false", help="skip the CPU part")
     parser.add_argument("--no-gpu", dest="gpu", action="store_false", help="skip the GPU part")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants on the GPU")
     parser.add_argument("--gpu-iters", type=int, default=50, help="steps per CUDA-event measurement (default 50)")
     parser.add_argument("--gpu-reps", type=int, default=5, help="GPU measurements per variant (default 5)")
+    parser.add_argument("--detail-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.cpu:
+    torch.set_num_threads(args.threads)
+    if args.detail_child:
         run_cpu(args)
-        if args.malloc:
-            run_cpu_malloc_child(args)
+        return
+    if args.cpu:
+        if args.kept:
+            args.kept = nc.train.keep_freed_memory()
+        run_roles(args)
+        if args.detail:
+            print()
+            run_cpu(args)
+            if args.malloc:
+                run_cpu_malloc_child(args)
     if args.gpu:
         if torch.cuda.is_available():
             run_gpu(args)

@@ -7,6 +7,7 @@
     python -m needle_core verify --out runs/cpu
     python -m needle_core upgrade --out runs/cpu          (once, for a store written before manifests)
     python -m needle_core rebuild-config --out runs/cpu   (a damaged config.json, from the runs' provenance)
+    python -m needle_core sizes --model alexnet --width 64 --input-shape 3,32,32
 
 Every error is one line naming the file or field and the fix (exit 2: bad input, refused
 before anything is written; 1: damage or failed runs; 130: interrupted, resumable).
@@ -85,7 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         where.add_argument("--out", help="the store's folder")
     upgrade.add_argument("--rebuild", action="store_true", help="start from an empty manifest (one that is damaged)")
     upgrade.add_argument("--dry-run", action="store_true", help="say what would be listed, write nothing")
+    sizes = sub.add_parser("sizes", help="the memory each conv of a model takes once embedded (eFCN, eLCN), "
+                           "computed from shapes on the meta device: nothing is allocated")
+    sizes.add_argument("--model", default="vanilla",
+                       help="vanilla, alexnet, or torchvision:NAME (e.g. torchvision:resnet18); default vanilla")
+    sizes.add_argument("--width", type=int, default=64, help="width ch of vanilla/alexnet (default 64)")
+    sizes.add_argument("--input-shape", default="3,32,32", help="one input, without the batch (default 3,32,32)")
     args = parser.parse_args(argv)
+    if args.command == "sizes":
+        return _sizes(args)
     from .sweep import default_root
 
     root = Path(args.out) if args.out else default_root(args.profile)
@@ -244,6 +253,31 @@ def _one_line(error: BaseException) -> str:
 
     text = " ".join(str(error).split())
     return text if isinstance(error, (ValueError, OSError, NeedFailed)) else f"{type(error).__name__}: {text}"
+
+
+def _sizes(args) -> int:
+    """``sizes``: the table of :func:`needle_core.embedding.embedding_sizes`, nothing allocated."""
+    import torch
+
+    from .embedding import EmbeddingError, available_memory, embedding_sizes, format_sizes
+    from .models import cnn
+
+    try:
+        shape = tuple(int(v) for v in args.input_shape.split(","))
+        with torch.device("meta"):  # shapes only
+            if args.model.startswith("torchvision:"):
+                import torchvision
+
+                model = torchvision.models.get_model(args.model.split(":", 1)[1], num_classes=10)
+            else:
+                model = cnn(args.model, ch=args.width)
+            table = format_sizes(embedding_sizes(model, shape), available_memory("cpu"))
+    except (ValueError, EmbeddingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.model}{'' if ':' in args.model else f' (width {args.width})'} on input {shape}, float32:")
+    print(table)
+    return 0
 
 
 def _verify(root: Path) -> int:

@@ -32,14 +32,20 @@ Everything else is kept as it is.
 * **Dead weights** are those that provably read a padding zero: internal zero padding, or a
   zero-padding layer whose output reaches the conv unchanged (no in-place op in between).
 * Embedded layers refuse inputs of any other size than the one they were embedded for.
+* **Too big is refused before anything is allocated**: the size of every embedded layer
+  follows from the probe's shapes alone; when the embedding would not fit in the memory
+  available (:func:`available_memory`), :class:`EmbeddingError` names the total, the largest
+  layers and what to do.  :func:`embedding_sizes` (``python -m needle_core sizes``) asks first.
 """
 from __future__ import annotations
 
 import copy
 import math
 import operator
+import os
 import sys
 import warnings
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -48,10 +54,11 @@ from torch.nn.utils import parametrize
 from torch.utils._pytree import tree_flatten
 
 from .geometry import conv_geometry
-from .layers import LAYERS, EmbeddedConv, EmbeddingError
+from .layers import LAYERS, EmbeddedConv, EmbeddingError, LCConv
 from .probe import CONVS, Probe, probe, spatial
 
-__all__ = ["EmbeddingError", "embed", "embedded_layers", "to_cnn", "TOLERANCE"]
+__all__ = ["EmbeddingError", "embed", "embedded_layers", "embedding_sizes", "available_memory", "to_cnn",
+           "TOLERANCE"]
 
 #: Conv-like layers that are linear maps too but not (yet) supported: refused by name.
 UNSUPPORTED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -63,6 +70,8 @@ CHECK_BATCH = 2  # random inputs the proof runs: enough to mix samples, cheap on
 FORWARD_HOOKS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks", "_forward_hooks_with_kwargs",
                  "_forward_hooks_always_called")
 HOOKS = FORWARD_HOOKS + ("_backward_pre_hooks", "_backward_hooks", "_is_full_backward_hook")
+#: Fraction of the available memory an embedding may take (the rest: the proof, the caller).
+MEMORY_FRACTION = 0.9
 STATE_DICT_HOOKS = ("_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
                     "_load_state_dict_post_hooks")
 
@@ -323,6 +332,172 @@ def _prove(model: nn.Module, new: nn.Module, x: torch.Tensor, before: Probe, pat
             "forward only calls its convs.")
 
 
+# -- sizes, and the refusal of what would not fit ---------------------------------------------
+
+@dataclass(frozen=True)
+class LayerSize:
+    """One conv of a model to embed: where it is, its map sizes, and the bytes of its
+    eFCN matrix (``dense``) and eLCN weights (``local``) in the model's dtype."""
+
+    path: str
+    type: str
+    maps: str  # "C x H x W -> O x Ho x Wo" (padded input)
+    dense: int
+    local: int
+
+
+def _geometries(model: nn.Module, input_shape: tuple[int, ...], before: Probe, paths: dict[int, list[str]],
+                stacklevel: int = 3) -> dict[int, object]:
+    """id of each conv called by the probe -> its ConvGeometry (shapes only, nothing allocated)."""
+    geometries = {}
+    for module in model.modules():
+        if not isinstance(module, CONVS):
+            continue
+        if id(module) not in before.calls:
+            warnings.warn(f"conv '{paths[id(module)][0]}' is never called by forward on input_shape "
+                          f"{input_shape}: left as a conv.", stacklevel=stacklevel)
+            continue
+        calls = before.calls[id(module)]
+        geometry = conv_geometry(module, spatial(calls[0].shape), _upstream_alive(calls))
+        if min(geometry.out_hw) < 1:
+            raise EmbeddingError(f"{_named(paths[id(module)][0], module)}: input {geometry.in_hw} is smaller than "
+                                 "the kernel.")
+        geometries[id(module)] = geometry
+    return geometries
+
+
+def _sizes(model: nn.Module, geometries: dict[int, object], paths: dict[int, list[str]],
+           itemsize: int) -> list[LayerSize]:
+    sizes = []
+    for module in model.modules():
+        g = geometries.get(id(module))
+        if g is None:
+            continue
+        (hp, wp), (ho, wo) = g.padded_hw, g.out_hw
+        maps = (f"{g.in_channels}x{hp}x{wp} -> {g.out_channels}x{ho}x{wo}" if g.dim == 2
+                else f"{g.in_channels}x{wp} -> {g.out_channels}x{wo}")
+        local = math.prod(g.band_shape) + (g.out_features if module.bias is not None else 0)
+        dense = g.out_features * g.in_features + (g.out_features if module.bias is not None else 0)
+        sizes.append(LayerSize(paths[id(module)][0], type(module).__name__, maps, dense * itemsize, local * itemsize))
+    return sizes
+
+
+def embedding_sizes(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerSize]:
+    """The bytes every conv of ``model`` takes once embedded on ``input_shape``, in module
+    order, without embedding anything: one probe forward of ``model`` on 2 inputs (its
+    activations are all it allocates).  See :func:`format_sizes` for a table."""
+    input_shape = _input_shape(input_shape)
+    _refuse(model)
+    paths = _paths(model)
+    x = _check_input(model, input_shape)
+    before = _probe_model(model, x, paths)
+    return _sizes(model, _geometries(model, input_shape, before, paths), paths, x.element_size())
+
+
+def _bytes(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def format_sizes(sizes: list[LayerSize], available: tuple[int, str] | None = None) -> str:
+    """A table of :func:`embedding_sizes`: one line per conv, the totals, the memory available."""
+    width = max([len(s.path) for s in sizes] + [5])
+    lines = [f"{'layer':<{width}}  {'type':<7} {'maps (padded input -> output)':<32}{'eFCN':>11}{'eLCN':>11}"]
+    lines += [f"{s.path:<{width}}  {s.type:<7} {s.maps:<32}{_bytes(s.dense):>11}{_bytes(s.local):>11}" for s in sizes]
+    dense, local = sum(s.dense for s in sizes), sum(s.local for s in sizes)
+    lines.append(f"{'total':<{width}}  {'':<7} {'':<32}{_bytes(dense):>11}{_bytes(local):>11}")
+    if sizes:
+        lines.append(f"the eLCN's forward also builds each layer's dense matrix (largest {_bytes(max(s.dense for s in sizes))})")
+    if available is not None:
+        lines.append(f"memory available: {_bytes(available[0])} ({available[1]}); embed uses at most "
+                     f"{MEMORY_FRACTION:.0%} of it")
+    return "\n".join(lines)
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _cgroup_available() -> int | None:
+    """What a cgroup v2 memory limit (a container's) still allows, or None without one."""
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit == "max":
+            return None
+        with open("/sys/fs/cgroup/memory.current") as f:
+            return max(0, int(limit) - int(f.read().strip()))
+    except (OSError, ValueError):
+        return None
+
+
+def available_memory(device: torch.device) -> tuple[int, str] | None:
+    """``(bytes, where the number comes from)`` of memory available for new tensors on
+    ``device``, or None where it is unknown (the meta device, other backends)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return free + cached, f"torch.cuda.mem_get_info on {device}, plus the caching allocator's free blocks"
+    if device.type != "cpu":
+        return None
+    found = []
+    meminfo = _meminfo_available()
+    if meminfo is not None:
+        found.append((meminfo, "MemAvailable in /proc/meminfo"))
+    cgroup = _cgroup_available()
+    if cgroup is not None:
+        found.append((cgroup, "the cgroup's memory.max less memory.current"))
+    if not found:
+        try:
+            import psutil
+        except ImportError:
+            return None
+        found.append((psutil.virtual_memory().available, "psutil.virtual_memory().available"))
+    return min(found)
+
+
+def _check_memory(model: nn.Module, sizes: list[LayerSize], kind: str, device: torch.device,
+                  input_shape: tuple[int, ...], itemsize: int) -> None:
+    """Raise :class:`EmbeddingError` if the embedding would not fit in the memory available:
+    before anything of it is allocated."""
+    available = available_memory(device)
+    if available is None or not sizes:
+        return
+    largest = max(s.dense for s in sizes)
+    # fc: every dense matrix at once; lc: its weights, plus one dense matrix at a time (the proof)
+    need = sum(s.dense for s in sizes) if kind == "fc" else sum(s.local for s in sizes) + largest
+    need += sum(p.numel() for p in model.parameters()) * itemsize  # the copy of everything else
+    limit = int(available[0] * MEMORY_FRACTION)
+    if need <= limit:
+        return
+    top = sorted(sizes, key=lambda s: -s.dense)[:3]
+    layers = "; ".join(f"'{s.path}' ({s.type} {s.maps}) {_bytes(s.dense)}" for s in top)
+    lc_need = sum(s.local for s in sizes) + largest
+    what = [f"embed on a smaller input_shape (a layer's matrix grows with the product of its input and output "
+            f"areas: halving {input_shape[1:] or input_shape} divides it by about 16)",
+            "embed a sub-module that holds the convs you study (e.g. embed(model.layer4, its input's shape))"]
+    if kind == "fc" and lc_need <= limit:
+        what.insert(0, f"kind='lc' (an eLCN: {_bytes(sum(s.local for s in sizes))} of weights; its forward still "
+                       f"builds each layer's dense matrix, the largest {_bytes(largest)}, one at a time)")
+    name = "an eFCN (kind='fc')" if kind == "fc" else "an eLCN (kind='lc')"
+    raise EmbeddingError(
+        f"{_named('', model)} is too big to embed as {name} on input_shape {input_shape}: it needs "
+        f"{_bytes(need)} and {_bytes(available[0])} of memory is available ({available[1]}; embed takes at most "
+        f"{MEMORY_FRACTION:.0%} of it). Refused before allocating anything. Largest layers: {layers}. "
+        f"What to do: {'; or '.join(what)}. Ask first with needle_core.embedding_sizes(model, input_shape) or "
+        f"python -m needle_core sizes.")
+
+
 def embed(model: nn.Module, input_shape: tuple[int, ...], kind: str = "fc") -> nn.Module:
     """A copy of ``model`` computing the same function, every ``Conv1d``/``Conv2d`` replaced
     by its eFCN layer (``kind="fc"``, a dense matrix) or eLCN layer (``kind="lc"``).
@@ -340,34 +515,34 @@ def embed(model: nn.Module, input_shape: tuple[int, ...], kind: str = "fc") -> n
     paths = _paths(model)
     x = _check_input(model, input_shape)
     before = _probe_model(model, x, paths)
+    geometries = _geometries(model, input_shape, before, paths)
+    if not geometries:
+        raise EmbeddingError(f"{_named('', model)} has no Conv1d/Conv2d module called by its forward on input_shape "
+                             f"{input_shape}: there is nothing to embed.")
+    _check_memory(model, _sizes(model, geometries, paths, x.element_size()), kind, x.device, input_shape,
+                  x.element_size())
     memo: dict[int, object] = {}
     new = copy.deepcopy(model, memo)  # same tree, so the original's paths address the copy too
     layer_of: dict[int, EmbeddedConv] = {}
     for module in model.modules():
-        if not isinstance(module, CONVS):
+        geometry = geometries.get(id(module))
+        if geometry is None:
             continue
-        if id(module) not in before.calls:
-            warnings.warn(f"conv '{paths[id(module)][0]}' is never called by forward on input_shape "
-                          f"{input_shape}: left as a conv.", stacklevel=2)
-            continue
-        calls = before.calls[id(module)]
-        geometry = conv_geometry(module, spatial(calls[0].shape), _upstream_alive(calls))
-        if min(geometry.out_hw) < 1:
-            raise EmbeddingError(f"{_named(paths[id(module)][0], module)}: input {geometry.in_hw} is smaller than "
-                                 "the kernel.")
         layer = LAYERS[kind].from_conv(module, geometry, paths[id(module)][0])
         _carry(memo[id(module)], layer)
         layer_of[id(module)] = layer
         for path in paths[id(module)]:
             new = _replace(new, path, layer)
-    if not layer_of:
-        raise EmbeddingError(f"{_named('', model)} has no Conv1d/Conv2d module called by its forward on input_shape "
-                             f"{input_shape}: there is nothing to embed.")
     stale = {id(memo[id(conv)]): conv for conv in before.order}
-    _prove(model, new, x, before, paths, layer_of, stale)
-    for layer in layer_of.values():
-        if hasattr(layer, "drop_cache"):
-            layer.drop_cache()  # the proof's eLCN matrices: the returned model holds its weights only
+    lcs = [layer for layer in layer_of.values() if isinstance(layer, LCConv)]
+    for layer in lcs:
+        layer.cache = False  # the proof holds one eLCN matrix at a time, as _check_memory counts
+    try:
+        _prove(model, new, x, before, paths, layer_of, stale)
+    finally:
+        for layer in lcs:
+            del layer.cache
+            layer.drop_cache()
     return new
 
 

@@ -11,13 +11,105 @@ An embedded layer computes its conv on one input size only: it refuses any other
 """
 from __future__ import annotations
 
+import ctypes
 import math
+import sys
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .geometry import ConvGeometry, as_4d, pad_4d
+
+
+HUGE_PAGE = 2 << 20  # bytes of a transparent huge page on x86-64 and most aarch64 kernels
+MADV_HUGEPAGE = 14  # from Linux's mman-common.h
+WINDOW_BYTES = 4 << 20  # write_dense's temporary may take this much, or 1/WINDOW_FRACTION of the layer
+WINDOW_FRACTION = 16
+_madvise = None  # libc's madvise, loaded on first use (None: not tried yet, False: not available)
+
+
+def advise_huge_pages(tensor: torch.Tensor) -> bool:
+    """Ask Linux to back the (untouched) memory of a big CPU tensor with transparent huge pages.
+
+    A fresh dense matrix is otherwise faulted in one 4 KiB page at a time, on its first
+    write: for the eFCN of AlexNet (0.96 GB) those ~230,000 page faults cost more than
+    writing the matrix itself (benchmarks/embed.py).  With 2 MiB pages there are 512 times
+    fewer.  Only the 2 MiB-aligned interior of the tensor is advised; the tensor's values
+    and its later use are unaffected.  Returns whether the advice was given (False: not
+    Linux, not CPU, too small, or THP unavailable; nothing changes then).
+    """
+    global _madvise
+    nbytes = tensor.numel() * tensor.element_size()
+    if tensor.device.type != "cpu" or nbytes < 2 * HUGE_PAGE or not sys.platform.startswith("linux"):
+        return False
+    if _madvise is None:
+        try:
+            _madvise = ctypes.CDLL(None, use_errno=True).madvise
+            _madvise.argtypes, _madvise.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
+        except (OSError, AttributeError):
+            _madvise = False
+    if not _madvise:
+        return False
+    start = -(-tensor.data_ptr() // HUGE_PAGE) * HUGE_PAGE
+    end = (tensor.data_ptr() + nbytes) // HUGE_PAGE * HUGE_PAGE
+    return end > start and _madvise(start, end - start, MADV_HUGEPAGE) == 0
+
+
+def dense_empty(geometry: ConvGeometry, like: torch.Tensor) -> torch.Tensor:
+    """An uninitialised eFCN matrix ``(O*Ho*Wo, C*Hp*Wp)`` of ``like``'s dtype and device
+    (advised to huge pages on a Linux CPU: :func:`advise_huge_pages`)."""
+    weight = like.new_empty(geometry.out_features, geometry.in_features)
+    advise_huge_pages(weight)
+    return weight
+
+
+def write_dense(geometry: ConvGeometry, out: torch.Tensor, kernel: torch.Tensor) -> None:
+    """Write the eFCN matrix of ``kernel`` into ``out`` ``(O*Ho*Wo, C*Hp*Wp)``, in place:
+    every entry once (zeros off the band), so ``out`` may be uninitialised.
+
+    Row ``(o, i, j)`` is the kernel ``w[o]`` zero-padded into the padded input map at offset
+    ``(i*sh, j*sw)``; flattened, that is one fixed vector ``[0]*dmax + pad(w[o])`` read
+    through a window that starts ``d = i*sh*Wp + j*sw`` entries before its end of zeros.  So
+    each output position ``(i, j)`` is one contiguous 2-d copy of ``O`` whole rows: one write
+    pass over the matrix, at memory speed, instead of zeroing it and then scattering the
+    band (a second pass over every cache line, in runs of ``kw`` entries).
+    """
+    g = geometry
+    (ho, wo), (hp, wp), (kh, kw) = g.out_hw, g.padded_hw, g.kernel
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    o_ch, c_ch, n = g.out_channels, g.in_channels, g.in_features
+    og, cg = o_ch // g.groups, c_ch // g.groups
+    kernel = kernel.reshape(o_ch, cg, kh, kw)
+    box = (slice(0, (kh - 1) * dh + 1, dh), slice(0, (kw - 1) * dw + 1, dw))
+
+    def place(grid: torch.Tensor, o0: int, o1: int) -> None:
+        """``grid`` ``(o1 - o0, C, Hp, Wp)`` zeroed: put ``w[o0:o1]`` at offset (0, 0)."""
+        for group in range(o0 // og, (o1 - 1) // og + 1):
+            a, b = max(o0, group * og), min(o1, (group + 1) * og)
+            grid[a - o0:b - o0, group * cg:(group + 1) * cg, box[0], box[1]].copy_(kernel[a:b])
+
+    if not out.is_contiguous() or out.shape != (g.out_features, n):
+        raise ValueError(f"write_dense needs a contiguous ({g.out_features}, {n}) matrix, got {tuple(out.shape)}")
+    if ho * wo == 1:  # one output position: the matrix is the padded kernel itself
+        out.zero_()
+        place(out.view(o_ch, c_ch, hp, wp), 0, o_ch)
+        return
+    dmax = (ho - 1) * sh * wp + (wo - 1) * sw
+    # the windowed vectors of a few output channels at a time: at most 1/16 of the layer
+    # (or 4 MiB), so the temporary never matters next to the matrix
+    per_channel = (dmax + n) * out.element_size()
+    budget = max(WINDOW_BYTES, out.numel() * out.element_size() // WINDOW_FRACTION)
+    chunk = max(1, min(o_ch, budget // per_channel))
+    rows = out.view(o_ch, ho, wo, n)
+    for o0 in range(0, o_ch, chunk):
+        o1 = min(o_ch, o0 + chunk)
+        source = out.new_zeros(o1 - o0, dmax + n)
+        place(source[:, dmax:].view(o1 - o0, c_ch, hp, wp), o0, o1)
+        for i in range(ho):
+            for j in range(wo):
+                d = i * sh * wp + j * sw
+                rows[o0:o1, i, j].copy_(source[:, dmax - d:dmax - d + n])
 
 
 class EmbeddingError(ValueError):
@@ -168,6 +260,19 @@ class FCConv(EmbeddedConv):
         return like.new_zeros(geometry.out_features, geometry.in_features)
 
     @classmethod
+    def embed_kernel(cls, geometry, kernel):
+        # one write pass into fresh (huge-page) memory: see write_dense
+        weight = dense_empty(geometry, kernel)
+        write_dense(geometry, weight, kernel)
+        return weight
+
+    @torch.no_grad()
+    def load_kernel(self, kernel, bias):
+        write_dense(self.geometry, self.weight, kernel)  # through the Parameter: its version changes
+        if self.bias is not None:
+            self.bias.copy_(self.embed_bias(self.geometry, bias))
+
+    @classmethod
     def band_of(cls, geometry, weight):
         return weight.as_strided(geometry.band_shape, geometry.band_strides())
 
@@ -224,6 +329,7 @@ class LCConv(EmbeddedConv):
     """
 
     kind = "lc"
+    cache = True  # False on an instance: the forward rebuilds its matrix and keeps none
 
     def __init__(self, geometry, weight, bias, path=""):
         super().__init__(geometry, weight, bias, path)
@@ -253,6 +359,9 @@ class LCConv(EmbeddedConv):
         if torch.is_grad_enabled() and self.weight.requires_grad:
             self._dense = None  # training: the weight changes every step, and the memory is needed
             return self._scatter()
+        if not self.cache:  # embed's proof: one layer's matrix at a time
+            with torch.no_grad():
+                return self._scatter()
         w = self.weight
         key = (w.data_ptr(), w._version, w.dtype, w.device)
         if self._dense is None or self._dense[0] != key:
@@ -267,7 +376,7 @@ class LCConv(EmbeddedConv):
 
     def _scatter(self) -> torch.Tensor:
         g = self.geometry
-        dense = self.weight.new_zeros(g.out_features, g.in_features)
+        dense = dense_empty(g, self.weight).zero_()  # huge pages: see advise_huge_pages
         FCConv.band_of(g, dense).copy_(self.weight.view(g.band_shape))  # autograd: a strided copy back
         return dense
 

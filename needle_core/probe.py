@@ -84,7 +84,7 @@ def untouched(model: nn.Module) -> Iterator[None]:
         with torch.no_grad():
             for owner, name, b, saved in buffers:
                 owner[name] = b
-                if not torch.equal(b, saved):
+                if b.is_meta or not torch.equal(b, saved):  # meta: shapes only, nothing to compare
                     b.copy_(saved)
 
 

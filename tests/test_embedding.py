@@ -741,3 +741,104 @@ def test_elcn_matrix_is_cached_outside_training_and_follows_the_weight():
     assert out.requires_grad and layer._dense is None
     out.sum().backward()
     assert layer.weight.grad is not None
+
+
+# --- 9. the dense writer, and what is too big to embed -------------------------------------
+@pytest.mark.parametrize("windows", ["one", "per-channel"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_write_dense_is_the_band_scatter_bit_for_bit(case, windows, monkeypatch):
+    """embed writes each matrix in one pass (windows over a padded kernel): it must be exactly
+    the zero matrix with the kernel scattered into its band, for every geometry; written over
+    garbage (it writes every entry), and with one output channel per window."""
+    from needle_core import layers as layers_module
+
+    if windows == "per-channel":
+        monkeypatch.setattr(layers_module, "WINDOW_BYTES", 1)
+        monkeypatch.setattr(layers_module, "WINDOW_FRACTION", 10**12)
+    model, shape = build(case)
+    for _, layer in embedded_layers(embed(model, shape, "fc")):
+        g = layer.geometry
+        kernel = torch.randn(g.kernel_shape, dtype=torch.float64)
+        ref = torch.zeros(g.out_features, g.in_features, dtype=torch.float64)
+        FCConv.write_band(g, ref, kernel)
+        out = torch.full_like(ref, float("nan"))
+        layers_module.write_dense(g, out, kernel)
+        assert torch.equal(out, ref)
+        assert torch.equal(FCConv.embed_kernel(g, kernel), ref)
+        layer.load_kernel(kernel, None if layer.bias is None else torch.zeros(g.out_channels, dtype=torch.float64))
+        assert torch.equal(layer.weight.detach(), ref)
+
+
+def _no_allocation(monkeypatch):
+    """Make any allocation of an embedded layer fail the test."""
+    def boom(*args, **kwargs):
+        raise AssertionError("an embedded layer was allocated")
+    for cls in (FCConv, LCConv):
+        monkeypatch.setattr(cls, "from_conv", classmethod(boom))
+
+
+def test_too_big_to_embed_is_refused_before_allocating(monkeypatch):
+    """torchvision's ResNet-18 at 96x96: its eFCN's conv1 alone is 18.4 GB.  With 2 GB
+    'available', embed refuses it, naming the total, the largest layers and what to do,
+    before any layer is built; with 16 TB available the sizes pass the check."""
+    torchvision = pytest.importorskip("torchvision")
+    from needle_core import embedding
+
+    model = torchvision.models.resnet18(num_classes=10)
+    _no_allocation(monkeypatch)
+    monkeypatch.setattr(embedding, "available_memory", lambda device: (2 * 10**9, "a test's limit"))
+    with pytest.raises(EmbeddingError) as err:
+        embed(model, (3, 96, 96))
+    text = str(err.value)
+    assert "too big to embed as an eFCN" in text and "Refused before allocating anything" in text
+    assert "'conv1' (Conv2d 3x102x102 -> 64x48x48) 18.41 GB" in text  # the largest layer, by path
+    assert "2.00 GB of memory is available (a test's limit" in text
+    assert "smaller input_shape" in text and "sub-module" in text and "embedding_sizes" in text
+    sizes = embedding.embedding_sizes(model, (3, 96, 96))
+    assert sizes[0].path == "conv1" and sizes[0].dense == 64 * 48 * 48 * 3 * 102 * 102 * 4
+    total = sum(s.dense for s in sizes) + sum(p.numel() for p in model.parameters()) * 4
+    assert f"needs {embedding._bytes(total)}" in text
+    with pytest.raises(EmbeddingError, match="as an eLCN"):  # its largest dense matrix does not fit either
+        embed(model, (3, 96, 96), "lc")
+    # enough memory: the check passes, and the first allocation is reached
+    monkeypatch.setattr(embedding, "available_memory", lambda device: (16 * 10**12, "a test's limit"))
+    with pytest.raises(AssertionError, match="was allocated"):
+        embed(model, (3, 96, 96))
+
+
+def test_elcn_is_offered_when_only_the_efcn_is_too_big(monkeypatch):
+    from needle_core import embedding
+
+    model = seq(*(nn.Conv2d(8, 8, 3, padding=1) for _ in range(4)))
+    sizes = embedding.embedding_sizes(model, (8, 16, 16))
+    dense, local = sum(s.dense for s in sizes), sum(s.local for s in sizes)
+    limit = int(0.6 * dense)  # below the eFCN, above the eLCN's weights plus its largest matrix
+    assert local + max(s.dense for s in sizes) + 10**4 < limit * embedding.MEMORY_FRACTION < dense
+    monkeypatch.setattr(embedding, "available_memory", lambda device: (limit, "a test's limit"))
+    with pytest.raises(EmbeddingError, match=r"kind='lc' \(an eLCN"):
+        embed(model, (8, 16, 16), "fc")
+    elcn = embed(model, (8, 16, 16), "lc")  # fits: and the proof kept no dense matrix
+    assert all(layer._dense is None for _, layer in embedded_layers(elcn))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_embedding_sizes_are_the_embedded_parameters(kind):
+    from needle_core.embedding import embedding_sizes, format_sizes
+
+    model = needle_core.vanilla_cnn(8)
+    sizes = embedding_sizes(model, (3, 32, 32))
+    emb = embed(model, (3, 32, 32), kind)
+    got = sum(p.numel() for _, layer in embedded_layers(emb) for p in layer.parameters()) * 4
+    assert got == sum(s.dense if kind == "fc" else s.local for s in sizes)
+    assert [s.path for s in sizes] == ["conv1", "conv2", "conv3"]
+    table = format_sizes(sizes, (10**9, "here"))
+    assert "conv2" in table and "8x12x12 -> 8x8x8" in table and "memory available: 1.00 GB (here)" in table
+
+
+def test_sizes_command_allocates_nothing(capsys):
+    """``python -m needle_core sizes``: the table, computed on the meta device."""
+    from needle_core.cli import main
+
+    assert main(["sizes", "--model", "alexnet", "--width", "8", "--input-shape", "3,32,32"]) == 0
+    out = capsys.readouterr().out
+    assert "alexnet (width 8) on input (3, 32, 32)" in out and "conv5" in out and "memory available" in out
