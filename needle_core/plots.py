@@ -214,7 +214,7 @@ def format_table(frame, digits: int = 3, percent: tuple = (), na: str = "–"):
 def smallest_text(fig) -> float:
     """The size (points) of the smallest visible, non-empty text of ``fig``: tick labels, axis
     labels, titles, legends, annotations."""
-    fig.canvas.draw()
+    fig.draw_without_rendering()
     sizes = [t.get_fontsize() for t in fig.findobj(mpl.text.Text)
              if t.get_visible() and t.get_text().strip() and t.get_figure() is not None]
     return min(sizes) if sizes else float("inf")
@@ -222,8 +222,9 @@ def smallest_text(fig) -> float:
 
 def shown_width(fig) -> float:
     """The width (inches) of ``fig`` as saved (``bbox_inches="tight"``)."""
-    fig.canvas.draw()
-    return fig.get_tightbbox(fig.canvas.get_renderer()).width
+    renderer = fig._get_renderer()  # whatever the canvas (a notebook's, Agg, the base one)
+    fig.draw(renderer)
+    return fig.get_tightbbox(renderer).width
 
 
 def phone_text_px(fig) -> float:

@@ -162,7 +162,8 @@ def provenance_rows(results: Results | None, extra: Mapping | None = None) -> di
                           .sort_index().items())
         status = ", ".join(f"{n} {s}" for s, n in runs.get("status", pd.Series(dtype=str)).value_counts()
                            .sort_index().items())
-        rows = {"profile": f"{results.config.name} (config {results.config.digest()})",
+        digests = ", ".join(sorted({str(d) for d in runs.get("config_digest", pd.Series(dtype=str)).dropna()}))
+        rows = {"profile": f"{results.config.name} (config {digests or 'not recorded'})",
                 "store": f"{results.root.as_posix()}: {len(runs)} runs ({roles}); {status}",
                 "data": info["data"],
                 "read-out": f"mean over the evaluations at epochs {list(results.config.readout_epochs)}",
