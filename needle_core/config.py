@@ -59,6 +59,39 @@ class SweepConfig:
     divergence_loss: float = 1e3  # a training loss above this (or NaN) stops the run as diverged
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # CPU threads for torch; 0 leaves torch's default (all cores)
+    # Fields added later (issue 17): at their defaults they leave a config's digest as it was.
+    fc_epochs: int | None = None  # epochs every other network trains from its start (a branch from t_w, an FCN
+    #                               from 0: the authors' code restarts the epoch counter); None: to `epochs`
+    train_eval_subset: int | None = None  # train metrics on this many fixed, class-balanced training images; None: all
+    readout_every: int = 1  # evaluate every k-th epoch of the read-out window (counted back from a run's last)
+
+    def span(self, role: str, switch_time: int | None = None) -> tuple[int, int]:
+        """``(first, last)`` epoch of a run of ``role``, counted from the CNN's start: a branch
+        (eFCN, eLCN, controlled CNN) starts at its switch time, the others at 0; the trunk
+        ends at ``epochs``, every other run after ``fc_epochs`` of its own (or at ``epochs``)."""
+        first = switch_time if role in ("efcn", "elcn", "cnn_control") else 0
+        if self.fc_epochs is None or role == "cnn":
+            return first, self.epochs
+        return first, first + self.fc_epochs
+
+    def window(self, first: int, last: int) -> list[int]:
+        """The read-out epochs of a run spanning ``first`` to ``last``: every ``readout_every``-th
+        epoch, counted back from ``last``, after the first ``1 - readout`` of its own budget."""
+        start = first + math.floor((1 - self.readout) * (last - first) + 1e-9) + 1
+        return [e for e in range(min(start, last), last + 1) if (last - e) % self.readout_every == 0]
+
+    def run_eval_epochs(self, role: str, switch_time: int | None = None) -> list[int]:
+        """The epochs a run of ``role`` is evaluated at: with ``fc_epochs``, ``eval_points``
+        log-spaced over its own span plus its read-out window (and a trunk's switch times);
+        else the sweep's common :attr:`eval_epochs`."""
+        if self.fc_epochs is None or role == "cnn":
+            return self.eval_epochs
+        first, last = self.span(role, switch_time)
+        return sorted({first + e for e in log_epochs(last - first, self.eval_points)} | set(self.window(first, last)))
+
+    def run_readout_epochs(self, role: str, switch_time: int | None = None) -> list[int]:
+        """The read-out epochs of a run of ``role`` (the pre-registered window of its own budget)."""
+        return self.window(*self.span(role, switch_time))
 
     @property
     def readout_epochs(self) -> list[int]:
@@ -66,8 +99,7 @@ class SweepConfig:
         ``e > (1 - readout) * epochs`` (at least the last).  Fixed before any result is seen:
         at lr 0.1 the test accuracy oscillates by several points from one epoch to the next,
         so a single last epoch is mostly noise."""
-        first = math.floor((1 - self.readout) * self.epochs + 1e-9) + 1
-        return list(range(min(first, self.epochs), self.epochs + 1))
+        return self.window(0, self.epochs)
 
     @property
     def eval_epochs(self) -> list[int]:
@@ -90,7 +122,8 @@ class SweepConfig:
         """
         from .data import identity
 
-        d = {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_DIGEST}
+        d = {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_DIGEST
+             and not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}
         d["switch_times"] = sorted(set(d["switch_times"]))
         d["dataset"] = identity(self.dataset)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
@@ -99,6 +132,16 @@ class SweepConfig:
 #: Config fields that do not change any run's numbers (see :meth:`SweepConfig.digest`).
 _NOT_IN_DIGEST = ("name", "data_root", "device", "checkpoint_minutes",
                   "archs", "widths", "n_trains", "seeds", "kinds", "baselines")
+
+
+#: Fields added after stores were published, with their defaults: at the default they stay out
+#: of the digest (and a store's recorded config may lack them), so older stores keep theirs.
+_LATER_FIELDS = {"fc_epochs": None, "train_eval_subset": None, "readout_every": 1}
+
+
+def recorded(record: dict, key: str):
+    """A field of a store's recorded config, with the default of a field added later."""
+    return record.get(key, _LATER_FIELDS.get(key))
 
 
 #: Seeds are 0 ... 2**31 - 1 (what every RNG accepts; torch's take ``seed * 1_000_003 + epoch``).
@@ -129,6 +172,22 @@ PROFILES: dict[str, dict] = {
     "cpu-lr": dict(dataset="cifar10", archs=["vanilla"], widths=[32], n_trains=[10000], n_test=None,
                    seeds=[0, 1, 2], epochs=20, switch_times=[2, 8, 16], kinds=["fc"], baselines=[],
                    lr_after=0.01, batch_size=250, eval_points=6, device="cpu", threads=1),
+    # The converged edition (issue 17; its rules: book/preregistration.md, second part): every
+    # network trained until its training accuracy flattens. CIFAR-10, 5,000 class-balanced
+    # images, VanillaCNN w32, the trunk 200 epochs (converged, train accuracy >= 0.99, before the
+    # last switch time 151 in the pilot), every other network 50 epochs of its own. Arm 1 is the
+    # paper's protocol (lr 0.1), 3 seeds, 4 switch times (cut for the budget).
+    "converged": dict(dataset="cifar10", archs=["vanilla"], widths=[32], n_trains=[5000], n_test=None,
+                      seeds=[0, 1, 2], epochs=200, fc_epochs=50, switch_times=[0, 9, 49, 151], kinds=["fc"],
+                      baselines=["fcn"], lr=0.1, batch_size=250, eval_points=8, readout_every=2,
+                      train_eval_subset=1000, device="cpu", threads=1),
+    # Its stable arm: one lower constant lr for every network (a deviation from the paper), chosen
+    # by the pilot's pre-registered rule; 5 seeds, 7 switch times of the paper's log grid.
+    "converged-stable": dict(dataset="cifar10", archs=["vanilla"], widths=[32], n_trains=[5000], n_test=None,
+                             seeds=[0, 1, 2, 3, 4], epochs=200, fc_epochs=50,
+                             switch_times=[0, 3, 9, 21, 49, 114, 151], kinds=["fc"], baselines=["fcn"], lr=0.05,
+                             batch_size=250, eval_points=8, readout_every=2, train_eval_subset=1000, device="cpu",
+                             threads=1),
     # The paper: VanillaCNN ch=64 and AlexNet, all of CIFAR-10, 100 epochs, the full switch grid, GPU.
     "paper": dict(dataset="cifar10", archs=["vanilla", "alexnet"], widths=[64], n_trains=[None], seeds=[0, 1, 2],
                   epochs=100, switch_times=_PAPER_SWITCH, device="cuda"),
@@ -288,6 +347,14 @@ def validate(config: SweepConfig) -> None:
     for name in ("batch_size", "eval_batch_size", "eval_points"):
         if getattr(config, name) < 1:
             fail(f"{name}={getattr(config, name)}: use a positive integer (default {getattr(defaults, name)}).")
+    if config.fc_epochs is not None and config.fc_epochs < 1:
+        fail(f"fc_epochs={config.fc_epochs}: use a positive number of epochs, or null to train to epochs.")
+    if config.readout_every < 1:
+        fail(f"readout_every={config.readout_every}: use a positive integer (1: every epoch of the read-out window).")
+    if config.train_eval_subset is not None and (config.train_eval_subset < 1 or (
+            classes and config.train_eval_subset % classes)):
+        fail(f"train_eval_subset={config.train_eval_subset}: use a positive multiple of the classes "
+             f"({classes or 'of the data set'}), or null for every training image.")
     if not 0 <= config.readout < 1:
         fail(f"readout={config.readout}: the read-out window is a fraction of the epochs in [0, 1) (0: the last epoch).")
     if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):

@@ -83,9 +83,22 @@ def _data(dataset: str, root: str, n_train: int | None, n_test: int | None, seed
     return load(dataset, root=root, n_train=n_train, n_test=n_test, seed=seed, device=device)
 
 
-def _metrics(model, data, config: SweepConfig, epoch: int, run: str) -> list[dict]:
+def _train_eval_indices(data, size: int | None, seed: int) -> torch.Tensor | None:
+    """The fixed, class-balanced training images the train metrics are measured on (None: all)."""
+    from .data import balanced_subset
+
+    if size is None:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    return balanced_subset(data.y_train.cpu(), size, data.num_classes, generator, "train_eval_subset") \
+        .to(data.device)
+
+
+def _metrics(model, data, config: SweepConfig, epoch: int, run: str, seed: int = 0) -> list[dict]:
     rows = []
-    for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+    subset = _train_eval_indices(data, config.train_eval_subset, seed)
+    x_train, y_train = (data.x_train, data.y_train) if subset is None else (data.x_train[subset], data.y_train[subset])
+    for split, x, y in (("train", x_train, y_train), ("test", data.x_test, data.y_test)):
         loss, acc = evaluate(model, x, y, config.eval_batch_size)
         rows += [dict(run=run, epoch=epoch, metric=f"{split}_loss", layer="", value=loss),
                  dict(run=run, epoch=epoch, metric=f"{split}_acc", layer="", value=acc)]
@@ -154,7 +167,7 @@ def recreate_switch_checkpoints(branch: RunSpec, config: SweepConfig, store: Res
             store.save_checkpoint(trunk.run, f"switch-{epoch}", dict(model=model.state_dict(),
                                                                        optimizer=optimizer.state_dict(), epoch=epoch))
         if epoch in config.eval_epochs:
-            for row in _metrics(model, data, config, epoch, trunk.run):
+            for row in _metrics(model, data, config, epoch, trunk.run, trunk.seed):
                 if (epoch, row["metric"]) in recorded:
                     gap = max(gap, abs(row["value"] - recorded[epoch, row["metric"]]))
         if epoch >= last:
@@ -179,6 +192,12 @@ def _rebuild(spec: RunSpec, config: SweepConfig, data, device, state: dict):
     optimizer = make_optimizer(model.parameters(), config.lr, config.momentum, config.weight_decay)
     optimizer.load_state_dict(state["optimizer"])
     return model, optimizer
+
+
+def cost_of(spec: RunSpec, config: SweepConfig) -> int:
+    """Epochs ``spec`` trains (its span: :meth:`SweepConfig.span`)."""
+    first, last = config.span(spec.role, spec.switch_time)
+    return last - first
 
 
 #: What :func:`execute` returns, without waiting, for a run that another process trains now.
@@ -222,7 +241,7 @@ def _train(spec: RunSpec, config: SweepConfig, store: ResultStore, on_epoch: Cal
                           **environment(device))
         store.finish(spec.run, spec.to_dict(), [], provenance)
         if on_epoch:
-            on_epoch(config.epochs - spec.switch_time)
+            on_epoch(cost_of(spec, config))
         return "trunk_diverged"
     data = _data(config.dataset, config.data_root, spec.n_train, config.n_test, spec.seed, str(device))
     resume = store.load_checkpoint(spec.run, "resume", map_location=device)
@@ -236,14 +255,15 @@ def _train(spec: RunSpec, config: SweepConfig, store: ResultStore, on_epoch: Cal
         model, optimizer, epoch, notes = _start(spec, config, store, data, device)
         rows, wall = [], 0.0
     started, last_save, status, diverged_epoch = time.monotonic(), time.monotonic(), "done", None
-    evals = set(config.eval_epochs)
+    evals = set(config.run_eval_epochs(spec.role, spec.switch_time))
+    last = config.span(spec.role, spec.switch_time)[1]
     while True:
         if epoch in evals and not any(r["epoch"] == epoch and r["metric"] == "test_acc" for r in rows):
-            rows += _metrics(model, data, config, epoch, spec.run)
+            rows += _metrics(model, data, config, epoch, spec.run, spec.seed)
         if spec.role == "cnn" and epoch in config.switch_times:
             store.save_checkpoint(spec.run, f"switch-{epoch}", dict(model=model.state_dict(),
                                                                       optimizer=optimizer.state_dict(), epoch=epoch))
-        if epoch == config.epochs:
+        if epoch == last:
             break
         if time.monotonic() - last_save >= 60 * config.checkpoint_minutes:
             store.save_checkpoint(spec.run, "resume", dict(
@@ -259,7 +279,7 @@ def _train(spec: RunSpec, config: SweepConfig, store: ResultStore, on_epoch: Cal
         if not math.isfinite(loss) or loss > config.divergence_loss:
             status, diverged_epoch = "diverged", epoch
             if on_epoch:
-                on_epoch(config.epochs - epoch)
+                on_epoch(last - epoch)
             break
     if config.save_final and status == "done":
         store.save_checkpoint(spec.run, "final", dict(model=model.state_dict(), spec=spec.to_dict()))

@@ -18,7 +18,7 @@ from typing import Protocol
 import pandas as pd
 
 from .config import SweepConfig, validate
-from .run import BUSY, RunSpec, execute
+from .run import BUSY, RunSpec, cost_of, execute
 from .io import atomic_write_json
 from .lock import FileLock
 from .store import ResultStore, git_commit
@@ -44,7 +44,7 @@ def plan(config: SweepConfig) -> list[RunSpec]:
 
 def cost(spec: RunSpec, config: SweepConfig) -> int:
     """Epochs a run trains (what the progress bar counts)."""
-    return config.epochs - (spec.switch_time or 0)
+    return cost_of(spec, config)
 
 
 @dataclass
@@ -180,15 +180,15 @@ class Sweep:
     def _digest(self) -> str:
         """The config's digest; where its data set is not on this machine, the one recorded
         by the store for the same config (enough to read finished runs, not to train)."""
-        from .config import _NOT_IN_DIGEST
+        from .config import _NOT_IN_DIGEST, recorded
         from .data import DatasetNotFound
 
         try:
             return self.config.digest()
         except DatasetNotFound as missing:
             record = self.record
-            same = record is not None and all(record["config"].get(k) == v for k, v in self.config.to_dict().items()
-                                              if k not in _NOT_IN_DIGEST)
+            same = record is not None and all(recorded(record["config"], k) == v
+                                              for k, v in self.config.to_dict().items() if k not in _NOT_IN_DIGEST)
             if not same:
                 raise
             self.missing_data = missing

@@ -46,6 +46,43 @@ def test_digest_covers_what_changes_a_run_and_nothing_else():
         assert tiny(**other).digest() != base, other
 
 
+def test_fields_added_later_leave_the_digest_alone_at_their_defaults():
+    # Stores published before fc_epochs, train_eval_subset and readout_every existed keep their digest.
+    import hashlib
+    import json
+
+    from needle_core.config import _LATER_FIELDS, _NOT_IN_DIGEST
+    from needle_core.data import identity
+
+    config = tiny()
+    old = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_DIGEST and k not in _LATER_FIELDS}
+    old["switch_times"], old["dataset"] = sorted(set(old["switch_times"])), identity(config.dataset)
+    assert config.digest() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:10]
+    for other in (dict(fc_epochs=2), dict(train_eval_subset=100), dict(readout_every=2)):
+        assert tiny(**other).digest() != config.digest(), other
+
+
+def test_fc_epochs_gives_every_network_its_own_budget_and_read_out(tmp_path):
+    # The converged edition's schedule: the trunk trains `epochs`, a branch fc_epochs from its
+    # switch, an FCN fc_epochs from 0; each read-out is the last fraction of its own budget,
+    # every readout_every-th epoch; train metrics on a fixed balanced subset.
+    config = tiny(epochs=4, fc_epochs=3, switch_times=[0, 2], readout=0.7, readout_every=2,
+                  train_eval_subset=100, baselines=["fcn"])
+    assert config.span("cnn") == (0, 4) and config.span("efcn", 2) == (2, 5) and config.span("fcn") == (0, 3)
+    assert config.run_readout_epochs("efcn", 2) == [3, 5] and config.run_readout_epochs("cnn") == [2, 4]
+    assert set(config.run_readout_epochs("efcn", 2)) <= set(config.run_eval_epochs("efcn", 2))
+    frame = Sweep(config, tmp_path).run(progress=False)
+    last = frame.groupby("run")["epoch"].max()
+    assert last["vanilla-w4-n250-s0/cnn"] == 4 and last["vanilla-w4-n250-s0/fcn"] == 3
+    assert last["vanilla-w4-n250-s0/efcn-t2"] == 5 and last["vanilla-w4-n250-s0/efcn-t0"] == 3
+    from needle_core import analysis
+
+    ends = analysis.readout(frame, "test_acc", config).set_index("run")
+    assert ends.loc["vanilla-w4-n250-s0/efcn-t2", "evals"] == 2 and ends.loc["vanilla-w4-n250-s0/cnn", "evals"] == 2
+    with pytest.raises(ValueError, match="fc_epochs"):
+        tiny(fc_epochs=0)
+
+
 def test_a_store_grows_by_seeds_and_refuses_another_config(tmp_path):
     Sweep(tiny(), tmp_path).run(progress=False)
     record = Sweep(tiny(seeds=[0, 1]), tmp_path)  # more seeds: the same runs for seed 0

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The converged campaign in its pre-registered order (book/preregistration.md, second part):
+# one one-thread process, seed by seed, alternating the arms, each seed in graph order. Run it
+# from a clean checkout (a published store refuses a dirty tree); it resumes where it stopped.
+#   bash benchmarks/run_converged.sh [ARMS...]      (default: converged-stable converged)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+DATA=${DATA:-folder:data/cifar10-jpeg.tar.gz}
+ARMS=("$@")
+[ ${#ARMS[@]} -gt 0 ] || ARMS=(converged-stable converged)
+for seed in 0 1 2 3 4; do
+  for arm in "${ARMS[@]}"; do
+    # arm 1 (converged) has seeds 0-2: a seed the arm does not have is skipped
+    if "$PY" -m needle_core sweep --profile "$arm" --set "dataset=$DATA" --dry-run 2>/dev/null | grep -q -- "-s$seed/"; then
+      "$PY" -m needle_core sweep --profile "$arm" --set "dataset=$DATA" --only "*-s$seed/*"
+    fi
+  done
+done
