@@ -132,8 +132,9 @@ def execute(notebook_path: str | Path, output_path: str | Path | None = None, pa
     # The injected parameters are folded on the page, like the parameters cell they follow.
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
-        if "injected-parameters" in tags and "hide-cell" not in tags:
-            cell.metadata["tags"] = [*tags, "hide-cell"]
+        if "injected-parameters" in tags:  # folded; a fixed id (papermill draws one at random)
+            cell.metadata["tags"] = [*tags, "hide-cell"] if "hide-cell" not in tags else tags
+            cell["id"] = "injected-parameters"
     # Record repository-relative paths, not this machine's temporary file.
     nb.metadata.papermill["input_path"] = _relative(notebook_path)
     nb.metadata.papermill["output_path"] = _relative(output_path)

@@ -680,9 +680,11 @@ _ARTICLE_TEXT = """() => {
 
 _WIDEST = """() => {
     const width = document.documentElement.clientWidth;
+    const scrolls = e => { for (let x = e.parentElement; x; x = x.parentElement) {
+        if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(x).overflowX)) return true; } return false; };
     const wide = [...document.querySelectorAll('body *')].filter(e => {
         const r = e.getBoundingClientRect();
-        return r.width > 0 && r.right > width + 1 && getComputedStyle(e).position !== 'fixed';
+        return r.width > 0 && r.right > width + 1 && getComputedStyle(e).position !== 'fixed' && !scrolls(e);
     }).map(e => e.tagName.toLowerCase() + (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ')[0] : ''));
     return {scroll: document.documentElement.scrollWidth, client: width, wide: wide.slice(0, 3)};
 }"""
