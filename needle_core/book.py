@@ -129,6 +129,12 @@ def execute(notebook_path: str | Path, output_path: str | Path | None = None, pa
         else:
             print(note, file=sys.stderr)
         raise
+    # The injected parameters are folded on the page, like the parameters cell they follow.
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags:  # folded; a fixed id (papermill draws one at random)
+            cell.metadata["tags"] = [*tags, "hide-cell"] if "hide-cell" not in tags else tags
+            cell["id"] = "injected-parameters"
     # Record repository-relative paths, not this machine's temporary file.
     nb.metadata.papermill["input_path"] = _relative(notebook_path)
     nb.metadata.papermill["output_path"] = _relative(output_path)
@@ -191,8 +197,9 @@ def refresh_checked_outputs(notebook_path: str | Path, executed_path: str | Path
 EDITION = {"cpu": {"02_training_curves": {}, "03_switch_time": {},
                    "03_switch_time_lr": {"source": "03_switch_time", "profile": "cpu-lr", "results_dir": None,
                                          "train": False,
-                                         "title": "3b · The same, learning rate lowered at the switch"},
-                   "04_deviation": {}, "06_landscape": {}, "scorecard": {"second_arm": "cpu-lr"}}}
+                                         "title": "The same, learning rate lowered at the switch (arm 2)"},
+                   "04_deviation": {}, "06_landscape": {}, "scorecard": {"second_arm": "cpu-lr"},
+                   "findings": {"second_arm": "cpu-lr"}}}
 
 def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: str | Path = BOOK, *,
                 results_dir: str | Path | None = None, overrides: dict | None = None, train: bool = True,

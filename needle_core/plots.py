@@ -44,21 +44,32 @@ ROLES = tuple(COLORS)
 #: Diverging colour map for signed weights (zero is white); colourblind-safe.
 WEIGHT_CMAP = "RdBu_r"
 
-#: Book column width in inches (a figure this wide is shown at its natural size).
-WIDTH = 7.0
+#: Figure width in inches.  A figure is drawn for a phone first: on a 390-px screen the book's
+#: text column is :data:`PHONE_COLUMN` CSS px wide, and a figure :data:`WIDTH` inches wide at
+#: :data:`DPI` is shrunk to it, its text with it.  At 4.6 in a 9-pt label is shown 9.3 px tall
+#: there (9 pt x 342 / (72 x 4.6)); on a desktop the figure keeps its natural size (506 px).
+WIDTH = 4.6
+#: Pixels per inch of a figure shown at its natural size (CSS px; the PNG carries twice that).
+DPI = 110
+#: The text column of the book on a 390-px phone (CSS px), measured in Chromium.
+PHONE_COLUMN = 342
+#: The smallest text a figure may show on that phone (CSS px): tick labels included.
+MIN_TEXT_PX = 9.0
 
 STYLE = {
     "figure.figsize": (WIDTH, WIDTH / 2),
-    "figure.dpi": 110,
-    "savefig.dpi": 200,
+    "figure.dpi": DPI,
+    "savefig.dpi": 2 * DPI,
     "savefig.bbox": "tight",
     "figure.constrained_layout.use": True,
     "font.size": 10,
     "axes.titlesize": 10,
     "axes.labelsize": 10,
     "legend.fontsize": 9,
+    "legend.title_fontsize": 9,
     "xtick.labelsize": 9,
     "ytick.labelsize": 9,
+    "figure.titlesize": 10,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.grid": True,
@@ -196,3 +207,57 @@ def format_table(frame, digits: int = 3, percent: tuple = (), na: str = "–"):
             whole = frame[column].dropna().map(float.is_integer).all()
             formats[column] = "{:,.0f}" if whole else "{:,.%df}" % digits
     return frame.style.format(formats, na_rep=na).hide(axis="index").set_table_attributes('class="dataframe"')
+
+
+# --- Showing a figure: legible on a phone, the same bytes on every run ----------------------
+
+def smallest_text(fig) -> float:
+    """The size (points) of the smallest visible, non-empty text of ``fig``: tick labels, axis
+    labels, titles, legends, annotations."""
+    fig.draw_without_rendering()
+    sizes = [t.get_fontsize() for t in fig.findobj(mpl.text.Text)
+             if t.get_visible() and t.get_text().strip() and t.get_figure() is not None]
+    return min(sizes) if sizes else float("inf")
+
+
+def shown_width(fig) -> float:
+    """The width (inches) of ``fig`` as saved (``bbox_inches="tight"``)."""
+    renderer = fig._get_renderer()  # whatever the canvas (a notebook's, Agg, the base one)
+    fig.draw(renderer)
+    return fig.get_tightbbox(renderer).width
+
+
+def phone_text_px(fig) -> float:
+    """The height in CSS px of ``fig``'s smallest text on a 390-px phone: its size at
+    :data:`DPI`, scaled by the share of its natural width the phone's column leaves it."""
+    natural = shown_width(fig) * DPI
+    return smallest_text(fig) / 72 * DPI * min(1.0, PHONE_COLUMN / natural)
+
+
+def png(fig) -> bytes:
+    """``fig`` as PNG at twice :data:`DPI` (sharp on HiDPI screens), tight, with no date or
+    version in it (the same bytes for the same figure, run after run), and the CSS size of its
+    smallest text at natural size recorded as the PNG text ``needle:min-text-css-px`` (the
+    browser test reads it)."""
+    import io
+
+    text_px = smallest_text(fig) / 72 * DPI
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=2 * DPI, bbox_inches="tight",
+                metadata={"Software": None, "needle:min-text-css-px": f"{text_px:.2f}"})
+    return buffer.getvalue()
+
+
+def show(fig, check: bool = True):
+    """Display ``fig`` in a notebook at its natural size (half its pixels: the PNG of
+    :func:`png`) and close it.  With ``check``, refuse a figure whose smallest text would be
+    shown under :data:`MIN_TEXT_PX` CSS px on a phone (:func:`phone_text_px`)."""
+    from IPython.display import Image, display
+
+    if check and (px := phone_text_px(fig)) < MIN_TEXT_PX - 1e-6:
+        plt.close(fig)
+        raise ValueError(f"figure text would be {px:.1f} px on a 390-px phone (< {MIN_TEXT_PX}): "
+                         f"make it narrower than {shown_width(fig):.2f} in or its text larger.")
+    data = png(fig)
+    plt.close(fig)
+    display(Image(data=data, format="png", retina=True))

@@ -444,7 +444,7 @@ _PAPER_MD_PENDING = {"intro.md", "preregistration.md"}
 def test_paper_notes_references_resolve():
     """Pages refer to the paper notes (book/paper_notes.md), never to a file the repository
     does not have."""
-    pages = sorted((REPO / "book").glob("*.md")) + sorted((REPO / "notebooks").glob("0*.ipynb"))
+    pages = sorted((REPO / "book").glob("*.md")) + sorted((REPO / "notebooks").glob("*.ipynb"))
     pages = [p for p in pages if p.name not in _PAPER_MD_PENDING]
     stale = [p.relative_to(REPO).as_posix() for p in pages if "paper.md" in p.read_text()]
     assert not stale, f"pages that still cite paper.md: {stale}"
@@ -627,7 +627,7 @@ _FIGURES = """() => [...document.querySelectorAll('.cell_output img, figure img'
 
 #: Pages whose notebooks do not start with needle_core.notebook.start() yet (their owners'
 #: change sets): the phone check applies to them, the HiDPI one not.
-_NOT_YET_RETINA = {"scorecard"}
+_NOT_YET_RETINA: set = set()
 
 
 def test_figures_on_a_phone_and_a_hidpi_screen(served_book):
@@ -662,3 +662,170 @@ def test_figures_on_a_phone_and_a_hidpi_screen(served_book):
             browser.close()
     assert seen, "no figure found"
     assert not problems, "\n".join(problems)
+
+
+# --- A reader on a phone: tables that render, text that can be read, nothing wider than the screen
+
+PHONE = {"width": 390, "height": 844}
+
+#: A Markdown table shown as text: its separator row ``|---|---|`` outside any code block (the
+#: HTML writer's smart quotes turn ``---`` into an em dash, and a paragraph joins the lines).
+_PIPE_TABLE = re.compile(r"\|\s*:?(?:-{3,}|[—–]-*):?\s*\|\s*:?(?:-{3,}|[—–]-*):?\s*\|")
+
+_ARTICLE_TEXT = """() => {
+    const article = (document.querySelector('.bd-article') || document.body).cloneNode(true);
+    article.querySelectorAll('pre, code, script, style, .highlight').forEach(e => e.remove());
+    return article.innerText;
+}"""
+
+_WIDEST = """() => {
+    const width = document.documentElement.clientWidth;
+    const scrolls = e => { for (let x = e.parentElement; x; x = x.parentElement) {
+        if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(x).overflowX)) return true; } return false; };
+    const wide = [...document.querySelectorAll('body *')].filter(e => {
+        const r = e.getBoundingClientRect();
+        return r.width > 0 && r.right > width + 1 && getComputedStyle(e).position !== 'fixed' && !scrolls(e);
+    }).map(e => e.tagName.toLowerCase() + (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ')[0] : ''));
+    return {scroll: document.documentElement.scrollWidth, client: width, wide: wide.slice(0, 3)};
+}"""
+
+
+def _png_text(html_dir: Path, src: str) -> dict:
+    """The PNG text chunks of the built image at ``src`` (an URL of the served book)."""
+    from PIL import Image
+
+    path = html_dir / urlparse(src).path.lstrip("/")
+    with Image.open(path) as image:
+        return dict(getattr(image, "text", {}) or {})
+
+
+def phone_problems(base_url: str, html_dir: Path, pages: list[str], min_text_px: float = 9.0) -> tuple[list, int]:
+    """What a reader on a 390-px phone would stumble on, page by page: a Markdown table shown as
+    pipe text, a page wider than the screen, a figure whose smallest text (its tick labels
+    included: the PNG records it, ``needle_core.plots.png``) is shown under ``min_text_px`` CSS
+    px.  Returns the problems and the number of figures checked."""
+    from playwright.sync_api import sync_playwright
+
+    problems, figures = [], 0
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            page = browser.new_page(viewport=PHONE, device_scale_factor=3)
+            for name in pages:
+                page.goto(f"{base_url}/{name}.html", wait_until="load")
+                page.evaluate(_IMAGES)
+                page.wait_for_timeout(300)  # MathJax typesets after load
+                text = page.evaluate(_ARTICLE_TEXT)
+                for match in _PIPE_TABLE.finditer(text):
+                    problems.append(f"{name}.html: a Markdown table shown as text: {match.group(0).strip()[:40]!r}")
+                    break
+                size = page.evaluate(_WIDEST)
+                if size["scroll"] > PHONE["width"] + 1:
+                    problems.append(f"{name}.html: {size['scroll']} px wide on a {PHONE['width']}-px phone "
+                                    f"(too wide: {', '.join(size['wide'])})")
+                for fig in page.evaluate(_FIGURES):
+                    if not fig["natural"][0] or not fig["width"]:
+                        continue
+                    figures += 1
+                    recorded = _png_text(html_dir, fig["src"]).get("needle:min-text-css-px")
+                    natural = fig["declared"] or fig["natural"][0] / 2
+                    if recorded is None:  # at best the book's 9-pt tick labels at 110 dpi (13.75 px)
+                        problems.append(f"{name}.html: {fig['src'][-24:]} does not record its smallest text (draw it "
+                                        f"with needle_core.plots.show); 9-pt ticks at 110 dpi would be shown "
+                                        f"{13.75 * fig['width'] / natural:.1f} px (shown {fig['width']:.0f} of "
+                                        f"{natural:.0f} px)")
+                        continue
+                    shown = float(recorded) * fig["width"] / natural
+                    if shown < min_text_px:
+                        problems.append(f"{name}.html: {fig['src'][-24:]}: smallest text {shown:.1f} px on a phone "
+                                        f"(< {min_text_px}; shown {fig['width']:.0f} of {natural:.0f} px)")
+        finally:
+            browser.close()
+    return problems, figures
+
+
+def test_pages_on_a_phone(served_book, built_book):
+    """On a 390-px phone: no page is wider than the screen, no table is pipe text, and every
+    figure's smallest text (tick labels) is at least 9 CSS px."""
+    if not CHROMIUM.exists():
+        _skip_or_fail(f"no Chromium at {CHROMIUM}: run `make browser` (apt-get install chromium)")
+    problems, figures = phone_problems(served_book, built_book[2], toc_pages())
+    assert figures, "no figure found"
+    assert not problems, "\n".join(problems)
+
+
+def test_no_figure_shows_text_too_small_for_a_phone():
+    """plots.show refuses a figure whose smallest text would be under 9 px on a phone, and
+    records the size of that text in the PNG it shows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from needle_core import plots
+
+    plots.use_style()
+    fig, ax = plt.subplots(figsize=(plots.WIDTH, 3))
+    ax.plot([0, 1], [0, 1])
+    assert plots.phone_text_px(fig) >= plots.MIN_TEXT_PX
+    wide, ax = plt.subplots(figsize=(7.0, 3))
+    ax.plot([0, 1], [0, 1])
+    ax.set_title("small", fontsize=7)
+    assert plots.phone_text_px(wide) < plots.MIN_TEXT_PX
+    with pytest.raises(ValueError, match="390-px phone"):
+        plots.show(wide)
+    from io import BytesIO
+
+    from PIL import Image
+
+    with Image.open(BytesIO(plots.png(fig))) as image:
+        assert float(image.text["needle:min-text-css-px"]) == pytest.approx(9 / 72 * plots.DPI, abs=0.01)
+    plt.close("all")
+
+
+def test_rendering_twice_gives_the_same_bytes():
+    """What a page shows does not change when it is rendered again on unchanged data: a figure's
+    PNG carries no date or version, a table's HTML ids derive from its key (not a random uuid)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from needle_core import plots, report
+
+    def draw():
+        fig, ax = plt.subplots(figsize=(plots.WIDTH, 2))
+        ax.plot([0, 1, 2], [0.1, 0.5, 0.3])
+        return plots.png(fig)
+
+    plots.use_style()
+    first, second = draw(), draw()
+    assert first == second and b"Software" not in first
+    frame = pd.DataFrame({"t_w": [0.0, 2.0], "difference": [0.01234, -0.5]})
+    assert report.table_html(frame, "tab-x") == report.table_html(frame, "tab-x")
+    assert 'id="T_tab-x' in report.table_html(frame, "tab-x")
+    plt.close("all")
+
+
+def test_a_page_refuses_seeds_it_cannot_show(tmp_path):
+    """report.load shows exactly the config's seeds: a subset of a store's seeds is read as that
+    subset (never labelled 3 seeds while averaging 5), and a seed the store lacks is refused
+    when nothing may be trained."""
+    from needle_core import report
+
+    class Config:
+        seeds = [0, 1, 2]
+
+    report.refuse_seeds(None, Config)
+    report.refuse_seeds([2, 1, 0], Config)
+    with pytest.raises(ValueError, match="cannot show a subset"):
+        report.refuse_seeds([0, 1], Config)
+    # the published store has seeds 0-4: asked for three, the page reads three; asked for a seed
+    # it does not have, with nothing to train, it refuses
+    overrides = {"dataset": "folder:data/cifar10-jpeg.tar.gz"}
+    page = report.load("cpu", REPO / "runs" / "cpu", overrides | {"seeds": [0, 1, 2]}, train=False)
+    assert set(page.frame.seed) == set(page.runs.seed) == {0, 1, 2}
+    assert "3 seeds (0, 1, 2)" in page.describe()["data"]
+    with pytest.raises(ValueError, match=r"seeds \[9\] have no runs"):
+        report.load("cpu", REPO / "runs" / "cpu", overrides | {"seeds": [0, 9]}, train=False)
