@@ -234,18 +234,7 @@ def check_bytes(root: Path, path: Path, data: bytes) -> None:
     """Raise :class:`StoreDamaged` unless ``data`` (the bytes of ``path``) is what the
     manifest of ``root`` records; looks again at a manifest that changed meanwhile (a file
     replaced by a writer between the two reads)."""
-    name = relative(root, path)
-    found = sha256_bytes(data)
-    for fresh in (False, True):
-        accepted = load_manifest(root, fresh=fresh).get(name)
-        if accepted is not None and found in accepted:
-            return
-    if accepted is None:
-        raise StoreDamaged(path, "no checksum recorded in the store's manifest (written outside needle_core, or "
-                                 "the manifest lost it)", fix=fix_for(root, name))
-    shown = [d for d in accepted if d != ABSENT] or accepted
-    raise StoreDamaged(path, f"sha256 {found[:12]}... is not the recorded {shown[0][:12]}... (damaged or replaced)",
-                       fix=fix_for(root, name))
+    _accept(root, path, sha256_bytes(data))
 
 
 def read_checked(path: Path, root: Path | None = None) -> bytes:
@@ -269,8 +258,14 @@ def read_checked(path: Path, root: Path | None = None) -> bytes:
 
 def check_file(path: Path, root: Path) -> None:
     """:func:`check_bytes` of a (large) file, hashed in blocks."""
+    _accept(root, path, sha256_file(path))
+
+
+def _accept(root: Path, path: Path, found: str) -> None:
+    """Return if ``found`` (the sha256 of ``path``) is a digest the manifest of ``root`` accepts
+    for it, else raise :class:`StoreDamaged`; looks again at a manifest that changed meanwhile
+    (a file replaced by a writer between the two reads)."""
     name = relative(root, path)
-    found = sha256_file(path)
     for fresh in (False, True):
         accepted = load_manifest(root, fresh=fresh).get(name)
         if accepted is not None and found in accepted:

@@ -189,26 +189,6 @@ def symlog_epochs(ax, ticks, axis: str = "x", linthresh: float = 1.0, min_gap: f
     return [ticks[i] for i in shown]
 
 
-def format_table(frame, digits: int = 3, percent: tuple = (), na: str = "–"):
-    """A pandas Styler for the book: integers with thousands separators, floats to ``digits``
-    decimals (whole-valued float columns, such as ``t_w`` with gaps, without decimals; the
-    columns in ``percent`` as percentages), missing values as ``na``, and no
-    index column (put what identifies a row in a column)."""
-    import pandas as pd
-
-    formats = {}
-    for column in frame.columns:
-        kind = frame[column].dtype
-        if column in percent:
-            formats[column] = "{:.%d%%}" % max(digits - 2, 0)
-        elif pd.api.types.is_integer_dtype(kind):
-            formats[column] = "{:,}"
-        elif pd.api.types.is_float_dtype(kind):  # whole numbers with NaN (t_w, n_train) stay whole
-            whole = frame[column].dropna().map(float.is_integer).all()
-            formats[column] = "{:,.0f}" if whole else "{:,.%df}" % digits
-    return frame.style.format(formats, na_rep=na).hide(axis="index").set_table_attributes('class="dataframe"')
-
-
 # --- Showing a figure: legible on a phone, the same bytes on every run ----------------------
 
 def smallest_text(fig) -> float:

@@ -52,12 +52,14 @@ def test_symlog_epochs_labels_do_not_crowd():
     plt.close(fig)
 
 
-def test_format_table():
+def test_table_html_formats_numbers_for_a_reader():
     import pandas as pd
+
+    from needle_core import report
 
     frame = pd.DataFrame({"layer": ["conv1", "total"], "weights": [110_606_602, 143_178], "δ": [0.07412, float("nan")],
                           "t_w": [2.0, float("nan")]})
-    html = plots.format_table(frame).to_html()
+    html = report.table_html(frame, "t")
     assert "110,606,602" in html and "0.074" in html and "–" in html
     assert ">2<" in html and "2.000" not in html
     assert "row_heading" not in html  # no index column
