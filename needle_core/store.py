@@ -603,9 +603,10 @@ def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).resolve().parent)
-        # Result stores (runs/) change as sweeps write them (their manifests): not the code.
+        # Result stores (runs/) change as sweeps write them (their manifests), and the executed
+        # pages (book/*.ipynb) as a re-render writes them one after another: neither is code.
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
-                                ":(top,exclude)runs"], capture_output=True,
+                                ":(top,exclude)runs", ":(top,exclude,glob)book/*.ipynb"], capture_output=True,
                                text=True, timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
