@@ -47,7 +47,7 @@ PATH_TO_BOOK = "book"
 INSTALL = f'%pip install -q "needle_core @ git+{REPOSITORY}"'
 #: The result stores committed to the repository (tidy tables and provenance, no checkpoints);
 #: the same folders as the ``!runs/...`` lines of ``.gitignore``.
-PUBLISHED = ("runs/cpu", "runs/cpu-lr")
+PUBLISHED = ("runs/cpu", "runs/cpu-lr", "runs/converged", "runs/converged-low-lr")
 
 
 def colab_url(notebook: str) -> str:
