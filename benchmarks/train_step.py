@@ -132,6 +132,21 @@ def timed(fn, clock) -> float:
     return clock() - start
 
 
+def medians(variants: dict, reps: int, clock) -> dict:
+    """Median time of each variant over ``reps`` rounds, after one warm-up call each (first
+    touch of every buffer, oneDNN/MKL init); each round starts at another variant, so a
+    machine slowing down over the run biases none of them."""
+    for fn in variants.values():
+        fn()
+    times = {k: [] for k in variants}
+    order = list(variants)
+    for rep in range(reps):
+        for k in order[rep % len(order):] + order[:rep % len(order)]:
+            gc.collect()
+            times[k].append(timed(variants[k], clock))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def profile_overhead(step: Step, gemms: Gemms, reps: int = 2) -> None:
     """Where the step's time beyond its GEMMs goes: ``torch.profiler`` self CPU time of
     ``reps`` steps against ``reps`` runs of the GEMMs alone, grouped by operator."""
@@ -257,15 +272,7 @@ def run_roles(args) -> None:
                 "eval": lambda m=model: nc.train.evaluate(m, x_eval, y_eval, batch_size=EVAL_N),
                 "eval products": Products([s for s, phase in products(role, width, EVAL_N) if phase == "forward"]),
             }
-            for fn in variants.values():  # warm-up: first touch, oneDNN/MKL init, the eLCN's cache
-                fn()
-            times = {k: [] for k in variants}
-            order = list(variants)
-            for rep in range(args.reps):
-                for k in order[rep % len(order):] + order[:rep % len(order)]:
-                    gc.collect()
-                    times[k].append(timed(variants[k], clock))
-            med = {k: statistics.median(v) for k, v in times.items()}
+            med = medians(variants, args.reps, clock)  # warm-up includes the eLCN's cache
             params = sum(p.numel() for p in model.parameters())
             flops = 2.0 * sum(m * k * n for (m, k, n, _, _), _ in prods)
             rows.append((role, width, params, flops, med))
@@ -313,15 +320,7 @@ def run_cpu(args) -> None:
         bf_model = copy.deepcopy(model)
         variants["training step, bf16 autocast"] = Step(bf_model, x, y, autocast_dtype=torch.bfloat16)
         variants["GEMMs alone, bf16 (out=)"] = Gemms(model, x, dtype=torch.bfloat16)
-    for fn in variants.values():  # warm-up: first-touch of every buffer, oneDNN/MKL init
-        fn()
-    times = {k: [] for k in variants}
-    order = list(variants)
-    for rep in range(args.reps):
-        for k in order[rep % len(order):] + order[:rep % len(order)]:
-            gc.collect()
-            times[k].append(timed(variants[k], clock))
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = medians(variants, args.reps, clock)
     floor = med["GEMMs alone (out=)"]
     malloc = " ".join(f"{k}={os.environ[k]}" for k in MALLOC_ENV if k in os.environ) or "default glibc malloc"
     print(f"CPU ({malloc}): torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
