@@ -99,7 +99,7 @@ PAGES = {1: "01_embedding", 2: "02_training_curves", 3: "04_deviation", 4: "03_s
 #: The verdicts a claim can get.  Sampled claims (3-6): reproduces / contradicted /
 #: inconclusive, or "not measured" when the profile has no data for it; 1 and 7 are computed
 #: (reproduces / contradicted); 2 is the protocol.
-VERDICTS = ("reproduces", "contradicted", "conflicting", "inconclusive", "not measured", "not a claim")
+VERDICTS = ("reproduces", "contradicted", "conflicting", "inconclusive", "pending", "not measured", "not a claim")
 
 
 # -- final values and intervals ---------------------------------------------------------------
@@ -702,6 +702,19 @@ def _pairs(frame: pd.DataFrame, primary: pd.DataFrame, against: str) -> pd.DataF
     return pd.DataFrame(rows, columns=["switch_time", "seed", "runs"])
 
 
+def pending(out: dict, why: str | None) -> dict:
+    """A sampled claim of a campaign still training (``why``: what has landed, e.g.
+    :attr:`needle_core.report.Results.pending`): no verdict until every pre-registered run has
+    landed, since deciding on a partial sample would be optional stopping; the interim reading
+    is kept in ``reason``, labelled as such.  ``out`` unchanged when ``why`` is None or the
+    claim has no sampled verdict."""
+    if not why or out["verdict"] in ("not measured", "not a claim"):
+        return out
+    return dict(out, verdict="pending", recounted="pending",
+                reason=f"{why}: the pre-registered test decides once every run has landed; interim reading, not a "
+                       f"verdict: {out['verdict']} ({out['reason']})")
+
+
 def not_measured(why: str, verdict: str = "not measured") -> dict:
     """The scorecard fields of a claim this profile has no data for (never a verdict)."""
     return dict(test="", estimate=why, interval="", n=None, detectable="", verdict=verdict, reason=why,
@@ -844,7 +857,8 @@ COLUMNS = ["claim", "configuration", "abstract", "reading", "test", "estimate", 
 
 
 def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: str = "test_acc",
-           landscape: pd.DataFrame | None = None, arm2: tuple | None = None) -> pd.DataFrame:
+           landscape: pd.DataFrame | None = None, arm2: tuple | None = None,
+           in_progress: str | None = None) -> pd.DataFrame:
     """The scorecard: one row per claim of paper.md §1 and per configuration (arch, width,
     n_train), decided by the pre-registered rules (book/preregistration.md, :data:`RULES`).
 
@@ -862,7 +876,9 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
     the pre-registered fraction of the frame's last epoch and 10 classes); ``landscape``
     the landscape measurements (claim 6 is "not measured" without them); ``arm2`` the
     ``(frame, provenance, config)`` of the arm that changes the learning rate at the switch
-    (with its controlled CNN): claim 5 is then decided over both arms (:func:`both_arms`).
+    (with its controlled CNN), optionally followed by its own ``in_progress``: claim 5 is then
+    decided over both arms (:func:`both_arms`).  ``in_progress``: the campaign is still
+    training (what has landed, in words): the sampled claims are *pending* (:func:`pending`).
     """
     import time
 
@@ -888,29 +904,30 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
         rows.append(dict(not_measured(f"implemented by the sweep (needle_core.run): branches switched at {grid}",
                                       "not a claim"), claim=2, test="a protocol, not a measurable claim",
                          wall_time=wall(["cnn"])))
-        rows.append(dict(deviation_claim(sel, prov, window), claim=3, wall_time=wall(["efcn"])))
+        rows.append(dict(pending(deviation_claim(sel, prov, window), in_progress), claim=3, wall_time=wall(["efcn"])))
         note = _learned(sel, window, metric, chance)
         switch_times = cfg_dict.get("switch_times")
         for claim in (4, 5):
-            rows.append(dict(accuracy_claim(sel, prov, window, claim, metric, chance, grid=switch_times), claim=claim,
-                             note=note, wall_time=wall(["efcn", "fcn" if claim == 4 else control_role(sel)])))
+            rows.append(dict(pending(accuracy_claim(sel, prov, window, claim, metric, chance, grid=switch_times),
+                                     in_progress),
+                             claim=claim, note=note, wall_time=wall(["efcn", "fcn" if claim == 4 else control_role(sel)])))
         if arm2 is not None:  # claim 5 again against the controlled CNN of the lr arm, then joined
-            frame2, prov2, config2 = arm2
+            frame2, prov2, config2, in_progress2 = (*arm2, None)[:4]
             if frame2.empty:  # pre-registered but not run (yet): it cannot be left out silently
                 second = dict(not_measured("no finished run in the second arm's store"), wall_time=0.0)
                 info2 = dict(profile="not run", data="", hardware="")
             else:
                 sel2, prov2_sel = frame2[select(frame2, cfg)], prov2[select(prov2, cfg)]
                 window2 = config2 if run_windows(config2) is not None else readout_epochs(config2, frame2)
-                second = accuracy_claim(sel2, prov2_sel, window2, 5, metric, chance, against="cnn_control",
-                                        grid=_config_dict(config2).get("switch_times"))
+                second = pending(accuracy_claim(sel2, prov2_sel, window2, 5, metric, chance, against="cnn_control",
+                                                grid=_config_dict(config2).get("switch_times")), in_progress2)
                 second["wall_time"] = wall(["efcn", "cnn_control"], prov2_sel)
                 info2 = describe(prov2_sel, config2)
             registered = cfg_dict.get("name") in JOINT_REGISTERED
             rows[-1] = dict(both_arms(rows[-1], second, registered), claim=5, note=note,
                             **{key: f"arm 1: {info[key]} ‖ arm 2: {info2[key]}" for key in ("profile", "data",
                                                                                             "hardware")})
-        rows.append(dict(landscape_claim(landscape, cfg), claim=6, wall_time=0.0))
+        rows.append(dict(pending(landscape_claim(landscape, cfg), in_progress), claim=6, wall_time=0.0))
         start = time.perf_counter()
         rows.append(dict(size_claim(cfg), claim=7, wall_time=time.perf_counter() - start, **computed,
                          data=f"{cfg['arch']}, w{cfg['width']} and w64, counted on the meta device"))
@@ -946,6 +963,8 @@ def _joint(arm1: Mapping, arm2: Mapping, key: str = "verdict") -> str:
     verdicts = [arm.get(key, arm["verdict"]) for arm in (arm1, arm2)]
     if all(v == "not measured" for v in verdicts):
         return "not measured"
+    if "pending" in verdicts:  # an arm still training: no joint verdict yet
+        return "pending"
     if "not measured" in verdicts:
         return "inconclusive"
     sides = [arm.get("sides", {}) for arm in (arm1, arm2)] if key == "verdict" else \

@@ -193,13 +193,25 @@ def refresh_checked_outputs(notebook_path: str | Path, executed_path: str | Path
 #: smoke; page 6 shows the landscape measurements it stores (``python -m needle_core
 #: landscape``, t_w 2, 8, 16); its second arm (``cpu-lr``: lr lowered at the switch, with the
 #: controlled CNN) gets page 3 again, read-only (it is swept by its own command), and joins
-#: claim 5 on the scorecard.
+#: claim 5 on the scorecard.  The converged edition, still training, gets its own scorecard and
+#: page 3 for each arm, read as they stand (``in_progress``: verdicts pending until every
+#: pre-registered run has landed).
 EDITION = {"cpu": {"02_training_curves": {}, "03_switch_time": {},
                    "03_switch_time_lr": {"source": "03_switch_time", "profile": "cpu-lr", "results_dir": None,
                                          "train": False,
                                          "title": "The same, learning rate lowered at the switch (arm 2)"},
                    "04_deviation": {}, "06_landscape": {}, "scorecard": {"second_arm": "cpu-lr"},
-                   "findings": {"second_arm": "cpu-lr"}}}
+                   "findings": {"second_arm": "cpu-lr"}},
+           "converged": {"scorecard_converged": {"source": "scorecard", "second_arm": "converged-low-lr",
+                                                 "in_progress": True,
+                                                 "title": "Scorecard of the converged edition (still training)"},
+                         "03_switch_time_converged": {"source": "03_switch_time", "in_progress": True,
+                                                      "title": "The converged edition, arm 1: the paper's "
+                                                               "protocol (still training)"},
+                         "03_switch_time_converged_low_lr": {
+                             "source": "03_switch_time", "profile": "converged-low-lr", "results_dir": None,
+                             "train": False, "in_progress": True,
+                             "title": "The converged edition, arm 2: lr 0.05 throughout (still training)"}}}
 
 def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: str | Path = BOOK, *,
                 results_dir: str | Path | None = None, overrides: dict | None = None, train: bool = True,

@@ -88,7 +88,7 @@ def switch_time(page, cfg, acc, diffs, embedded, control):
         if len(q):
             m, lo, hi = (float(q[c].iloc[0]) for c in ("mean", "lo", "hi"))
             plots.band(top, span, [m, m], [lo, lo], [hi, hi], role, marker=False,
-                       label=f"{plots.LABELS[role]} ({page.config.epochs} epochs)")
+                       label=f"{plots.LABELS[role]} ({page.config.span(role)[1]} epochs)")
     for role in [r for r in ("cnn_control",) if r in present] + embedded:
         q = a[a.role == role].sort_values("switch_time")
         plots.band(top, q.switch_time, q["mean"], q.lo, q.hi, role)

@@ -17,6 +17,7 @@ the numbers come from :mod:`needle_core.analysis`.
 from __future__ import annotations
 
 import html
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -37,6 +38,13 @@ class Results:
     frame: pd.DataFrame
     runs: pd.DataFrame
     overrides: dict = field(default_factory=dict)
+    progress: "Progress | None" = None  # a campaign still training (load(in_progress=True))
+
+    @property
+    def pending(self) -> str | None:
+        """Why no verdict can be given yet ("campaign in progress: ..."), or None when every
+        pre-registered run has landed."""
+        return self.progress.pending if self.progress else None
 
     @property
     def chance(self) -> float:
@@ -54,8 +62,37 @@ class Results:
         return analysis.configurations(self.frame)
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How much of a pre-registered campaign has landed in its store."""
+    planned: int  # runs of the pre-registered config (every seed)
+    finished: int
+    seeds: tuple  # the pre-registered seeds
+    landed: tuple  # the seeds with at least one finished run
+    complete: tuple  # the seeds whose every run has landed
+
+    @property
+    def pending(self) -> str | None:
+        if self.finished >= self.planned:
+            return None
+        return (f"campaign in progress: {self.finished} of {self.planned} runs landed, seeds "
+                f"{', '.join(map(str, self.complete)) or 'none'} of {', '.join(map(str, self.seeds))} complete")
+
+
+def progress(config, root) -> Progress:
+    """The runs of ``config`` (its seeds are the pre-registered ones) that ``root`` holds."""
+    from .store import ResultStore
+    from .sweep import plan
+
+    store, specs = ResultStore(root), plan(config)
+    done = [s for s in specs if store.is_finished(s.run)]
+    landed = tuple(seed for seed in config.seeds if any(s.seed == seed for s in done))
+    complete = tuple(seed for seed in config.seeds if all(s in done for s in specs if s.seed == seed))
+    return Progress(len(specs), len(done), tuple(config.seeds), landed, complete)
+
+
 def load(profile: str, results_dir=None, overrides: Mapping | None = None, train: bool = True,
-         seeds: Sequence[int] | None = None) -> Results:
+         seeds: Sequence[int] | None = None, in_progress: bool = False) -> Results:
     """The sweep of ``profile`` (with ``overrides``) read from ``results_dir`` (default
     ``runs/<profile>``; fetched on Colab when it is a published store), trained first only if
     runs are missing and ``train``.
@@ -63,7 +100,12 @@ def load(profile: str, results_dir=None, overrides: Mapping | None = None, train
     The page shows exactly the config's seeds (``overrides={"seeds": [0, 1, 2]}`` of a store
     that has five reads three): runs of other seeds in the store are left out, and a seed
     the store lacks with ``train=False`` is refused (``ValueError``), never labelled as shown.
-    ``seeds`` is refused unless it is the config's (:func:`refuse_seeds`)."""
+    ``seeds`` is refused unless it is the config's (:func:`refuse_seeds`).
+
+    ``in_progress`` (with ``train=False``): a campaign still training is read as it stands,
+    the seeds that have at least one finished run, and ``Results.progress`` counts what has
+    landed against the pre-registered config; the scorecard then marks its sampled verdicts
+    *pending* (:func:`needle_core.analysis.claims`)."""
     from .config import make_config
     from .notebook import results_root
     from .store import ResultStore
@@ -73,7 +115,16 @@ def load(profile: str, results_dir=None, overrides: Mapping | None = None, train
     config = make_config(profile, overrides)
     refuse_seeds(seeds, config)
     root = results_root(results_dir or default_root(profile))
-    frame = sweep_results(profile, root, overrides, train=train)
+    state = None
+    if in_progress and not train:
+        state = progress(config, root)
+        if state.landed and state.landed != state.seeds:
+            overrides["seeds"] = list(state.landed)
+            config = make_config(profile, overrides)
+    with warnings.catch_warnings():
+        if state is not None and state.pending:  # counted in ``progress``, not warned about run by run
+            warnings.filterwarnings("ignore", message=".* lacks .* of the config's runs")
+        frame = sweep_results(profile, root, overrides, train=train)
     runs = ResultStore(root).provenance()
     wanted = set(config.seeds)
     missing = sorted(wanted - set(frame.get("seed", pd.Series(dtype=int))))
@@ -84,7 +135,7 @@ def load(profile: str, results_dir=None, overrides: Mapping | None = None, train
     if len(frame):
         frame = frame[frame.seed.isin(wanted)].reset_index(drop=True)
         runs = runs[runs.seed.isin(wanted)].reset_index(drop=True)
-    return Results(profile, Path(root), config, frame, runs, overrides)
+    return Results(profile, Path(root), config, frame, runs, overrides, state)
 
 
 def refuse_seeds(seeds, config) -> None:
@@ -166,10 +217,12 @@ def provenance_rows(results: Results | None, extra: Mapping | None = None) -> di
         rows = {"profile": f"{results.config.name} (config {digests or 'not recorded'})",
                 "store": f"{results.root.as_posix()}: {len(runs)} runs ({roles}); {status}",
                 "data": info["data"],
-                "read-out": f"mean over the evaluations at epochs {list(results.config.readout_epochs)}",
+                "read-out": results.label,
                 "hardware": info["hardware"],
                 "training time": f"{_seconds(info['wall_time'])} (summed over runs)",
                 "code of the runs": commits(runs.get("git_commit", []))}
+        if results.pending:
+            rows["campaign"] = results.pending
     return rows | dict(extra or {})
 
 
@@ -218,6 +271,21 @@ def _range(lo: float, hi: float, digits: int = 3) -> str:
     return f"[{_number(lo, digits)}, {_number(hi, digits)}]"
 
 
+def _seeds(table: pd.DataFrame) -> str:
+    n = int(table["n"].max()) if "n" in table and len(table) else 0
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def arm_name(config) -> str:
+    """What an arm of claim 5 does, in words, from its config: "lr 0.1 throughout, the
+    paper's protocol", "lr 0.05 throughout", "lr 0.1, then 0.01 after the switch, with a
+    controlled CNN"."""
+    after = getattr(config, "lr_after", None)
+    if after is not None and after != config.lr:
+        return f"lr {config.lr:g}, then {after:g} after the switch, with a controlled CNN"
+    return f"lr {config.lr:g} throughout" + (", the paper's protocol" if config.lr == 0.1 else "")
+
+
 def measured(claim: int, card_row, results: Results, arm2: Results | None = None,
              barriers: pd.DataFrame | None = None) -> str:
     """One plain sentence of what the runs measured for ``claim``, with its numbers (read-outs,
@@ -236,29 +304,44 @@ def measured(claim: int, card_row, results: Results, arm2: Results | None = None
         d = d[(d.layer == "network") & (d.role == "efcn")]
         iv = analysis.readout_intervals(d, analysis.CONFIG_KEYS + ["switch_time"])
         iv = iv[analysis.select(iv, cfg)]
+        if iv.empty:
+            return "No eFCN has a deviation δ in this store yet."
+        text = (f"The eFCN's read-out δ is {iv['mean'].min():.3f} to {iv['mean'].max():.3f} across the "
+                f"{len(iv)} switch times")
+        if iv.hi.isna().all():
+            return text + f" ({_seeds(iv)}: no interval yet), against the bound 0.5 (an FCN from scratch has δ ≈ 1)."
         worst = iv.loc[iv.hi.idxmax()]
-        return (f"The eFCN's read-out δ is {iv['mean'].min():.3f} to {iv['mean'].max():.3f} across the "
-                f"{len(iv)} switch times; the highest 95% upper bound is {worst.hi:.3f} (t_w = "
-                f"{worst.switch_time:g}), against the bound 0.5 (an FCN from scratch has δ ≈ 1).")
+        return (text + f"; the highest 95% upper bound is {worst.hi:.3f} (t_w = {worst.switch_time:g}), against the "
+                       "bound 0.5 (an FCN from scratch has δ ≈ 1).")
     if claim == 4:
         p = analysis.paired(frame, "efcn", "fcn", window=config)
         p = p[analysis.select(p, cfg)].sort_values("switch_time")
+        if p.empty:
+            return "No eFCN has its FCN from scratch in this store yet."
+        text = (f"eFCN − FCN from scratch, paired by seed: {_number(p['mean'].min())} to "
+                f"{_number(p['mean'].max())} in test accuracy across the {len(p)} switch times")
+        if p.lo.isna().all():
+            return text + f" ({_seeds(p)}: no interval yet)."
         above = p[p.lo > 0].switch_time
-        return (f"eFCN − FCN from scratch, paired by seed: {_number(p['mean'].min())} to "
-                f"{_number(p['mean'].max())} in test accuracy across the {len(p)} switch times; the 95% "
-                f"interval is above 0 at {len(above)} of them (t_w = {', '.join(f'{t:g}' for t in above) or 'none'}), "
-                f"and includes 0 at t_w = {', '.join(f'{t:g}' for t in p[p.lo <= 0].switch_time) or 'none'}.")
+        return (text + f"; the 95% interval is above 0 at {len(above)} of them (t_w = "
+                       f"{', '.join(f'{t:g}' for t in above) or 'none'}), and includes 0 at t_w = "
+                       f"{', '.join(f'{t:g}' for t in p[p.lo <= 0].switch_time) or 'none'}.")
     if claim == 5:
         parts = []
-        for name, res in (("arm 1 (constant lr)", results), ("arm 2 (lr lowered at the switch)", arm2)):
+        for arm, res in ((1, results), (2, arm2)):
             if res is None:
                 continue
+            name = f"arm {arm} ({arm_name(res.config)})"
             p = analysis.paired(res.frame, "efcn", "control", window=res.config)
-            grid = sorted(results.config.switch_times)  # the registered grid: its inner t_w are intermediate
+            grid = sorted(res.config.switch_times)  # the registered grid: its inner t_w are intermediate
             p = p[(p.switch_time > grid[0]) & (p.switch_time < grid[-1])].sort_values("switch_time")
+            if p.empty:
+                parts.append(f"{name}: no intermediate switch time has landed yet")
+                continue
             best = p.loc[p["mean"].idxmax()]
+            where = (f"95% interval {_range(best.lo, best.hi)}" if pd.notna(best.lo) else f"{_seeds(p)}: no interval yet")
             parts.append(f"{name}: eFCN − its CNN {_number(best['mean'])} at best (t_w = {best.switch_time:g}, "
-                         f"95% interval {_range(best.lo, best.hi)}), {_number(p['mean'].min())} at worst")
+                         f"{where}), {_number(p['mean'].min())} at worst")
         return "; ".join(parts) + "."
     if claim == 6:
         if barriers is None or not len(barriers):

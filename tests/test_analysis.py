@@ -501,3 +501,29 @@ def test_claim_6_met_without_a_control_is_not_called_reproduced():
     out = analysis.landscape_claim(barriers, dict(arch="vanilla", width=4, n_train=100))
     assert out["verdict"] == "inconclusive"
     assert "pre-registered rule is met" in out["reason"] and "no control" in out["reason"]
+
+
+def test_a_campaign_still_training_gets_pending_verdicts_with_its_interim_reading():
+    # Deciding on the seeds that have landed would be optional stopping: every sampled claim is
+    # "pending" (its interim reading kept, labelled), the computed ones keep their verdicts, and
+    # claim 5 is pending when either arm is still training.
+    arm1 = sweep_frame(efcn_gain=-0.3, switch_times=(0, 3, 5))
+    arm2 = sweep_frame(efcn_gain=0.2, control=True, switch_times=(2, 3, 5))
+    cfg2 = dict(CONFIG, lr_after=0.01, switch_times=[2, 3, 5])
+    done = analysis.claims(arm1, provenance_of(arm1), CONFIG, arm2=(arm2, provenance_of(arm2), cfg2))
+    why = "campaign in progress: 9 of 12 runs landed"
+    card = analysis.claims(arm1, provenance_of(arm1), CONFIG, arm2=(arm2, provenance_of(arm2), cfg2, None),
+                           in_progress=why).set_index("claim")
+    assert (card.loc[[3, 4, 5], "verdict"] == "pending").all()
+    assert card.loc[4, "reason"].startswith(why + ": the pre-registered test decides once every run has landed; "
+                                            "interim reading, not a verdict: ")
+    assert card.loc[4, "reason"].endswith(f"{done.set_index('claim').loc[4, 'verdict']} "
+                                          f"({done.set_index('claim').loc[4, 'reason']})")
+    assert (card.loc[[1, 2, 7], "verdict"] == done.set_index("claim").loc[[1, 2, 7], "verdict"]).all()
+    assert card.loc[6, "verdict"] == "not measured"  # nothing sampled to wait for
+    only_arm2 = analysis.claims(arm1, provenance_of(arm1), CONFIG,
+                                arm2=(arm2, provenance_of(arm2), cfg2, why)).set_index("claim")
+    assert only_arm2.loc[5, "verdict"] == "pending" and "arm 2 (lr changed at the switch): pending" in only_arm2.loc[5, "arms"]
+    assert only_arm2.loc[4, "verdict"] == done.set_index("claim").loc[4, "verdict"]  # arm 1 complete: decided
+    assert analysis.pending({"verdict": "reproduces", "reason": "x"}, None) == {"verdict": "reproduces", "reason": "x"}
+    assert set(card["verdict"]) <= set(analysis.VERDICTS)

@@ -829,3 +829,9 @@ def test_a_page_refuses_seeds_it_cannot_show(tmp_path):
     assert "3 seeds (0, 1, 2)" in page.describe()["data"]
     with pytest.raises(ValueError, match=r"seeds \[9\] have no runs"):
         report.load("cpu", REPO / "runs" / "cpu", overrides | {"seeds": [0, 9]}, train=False)
+    # a campaign still training is read as it stands, and says how much has landed
+    page = report.load("cpu", REPO / "runs" / "cpu", overrides | {"seeds": [0, 9]}, train=False, in_progress=True)
+    assert set(page.frame.seed) == set(page.runs.seed) == {0} and page.config.seeds == [0]
+    assert page.pending == "campaign in progress: 8 of 16 runs landed, seeds 0 of 0, 9 complete"
+    assert report.provenance_rows(page)["campaign"] == page.pending
+    assert report.load("cpu", REPO / "runs" / "cpu", overrides, train=False, in_progress=True).pending is None
