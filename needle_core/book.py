@@ -129,12 +129,17 @@ def execute(notebook_path: str | Path, output_path: str | Path | None = None, pa
         else:
             print(note, file=sys.stderr)
         raise
-    # The injected parameters are folded on the page, like the parameters cell they follow.
+    # One folded code bar above the page's content: the parameters it ran with (the injected
+    # cell); the notebook's defaults they override are removed from the page (the source keeps
+    # them, for Colab).
+    injected = any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
         if "injected-parameters" in tags:  # folded; a fixed id (papermill draws one at random)
             cell.metadata["tags"] = [*tags, "hide-cell"] if "hide-cell" not in tags else tags
             cell["id"] = "injected-parameters"
+        elif "parameters" in tags and injected:
+            cell.metadata["tags"] = [t for t in tags if t != "hide-cell"] + ["remove-cell"]
     # Record repository-relative paths, not this machine's temporary file.
     nb.metadata.papermill["input_path"] = _relative(notebook_path)
     nb.metadata.papermill["output_path"] = _relative(output_path)

@@ -365,10 +365,12 @@ def verdict_table(card: pd.DataFrame, sentences: Mapping[int, str], key: str = "
     for r in card.itertuples():
         verdict = str(r.verdict)
         where = f" ({r.configuration})" if several else ""
-        rows.append(f'<tr class="verdict-{verdict.replace(" ", "-")}"><td>{r.claim}</td>'
+        # data-label: the column's name, shown before each cell where the table stacks (a phone)
+        rows.append(f'<tr class="verdict-{verdict.replace(" ", "-")}"><td data-label="claim">{r.claim}</td>'
                     f"<td>{html.escape(CLAIM_SHORT.get(r.claim, str(r.reading)))}{html.escape(where)}</td>"
-                    f"<td><strong>{html.escape(verdict)}</strong></td>"
-                    f"<td>{html.escape(sentences.get(r.claim, ''))}</td><td>{page_link(r.page)}</td></tr>")
+                    f'<td data-label="verdict"><strong>{html.escape(verdict)}</strong></td>'
+                    f"<td>{html.escape(sentences.get(r.claim, ''))}</td>"
+                    f'<td data-label="details">{page_link(r.page)}</td></tr>')
     from IPython.display import HTML, display
 
     display(HTML(f'<div class="needle-scroll" id="{key}"><table class="dataframe needle-table needle-verdicts">'
