@@ -139,7 +139,7 @@ def execute(notebook_path: str | Path, output_path: str | Path | None = None, pa
             cell.metadata["tags"] = [*tags, "hide-cell"] if "hide-cell" not in tags else tags
             cell["id"] = "injected-parameters"
         elif "parameters" in tags and injected:
-            cell.metadata["tags"] = [t for t in tags if t != "hide-cell"] + ["remove-cell"]
+            cell.metadata["tags"] = [t for t in tags if t not in ("hide-cell", "remove-cell")] + ["remove-cell"]
     # Record repository-relative paths, not this machine's temporary file.
     nb.metadata.papermill["input_path"] = _relative(notebook_path)
     nb.metadata.papermill["output_path"] = _relative(output_path)
