@@ -192,6 +192,15 @@ WIDTHS = (32, 64)
 EVAL_N = 1000  # one batch of evaluate() at the configs' eval_batch_size
 
 
+def _roles(text: str) -> list[str]:
+    """``--roles``: comma-separated names of :data:`ROLES`, any case ("efcn,fcn")."""
+    names = {r.lower(): r for r in ROLES}
+    unknown = [t for t in text.split(",") if t.lower() not in names]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown role(s) {', '.join(unknown)}: choose from {', '.join(ROLES)}")
+    return [names[t.lower()] for t in text.split(",")]
+
+
 def make_role(role: str, width: int) -> nn.Module:
     """The VanillaCNN of ``width`` (seed 0) as one of the four networks the sweeps train."""
     torch.manual_seed(0)
@@ -431,7 +440,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5, help="CPU repetitions of each variant (default 5)")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (default 1, as the CPU "
                         "campaign trains: one run per core)")
-    parser.add_argument("--roles", type=lambda t: t.split(","), default=list(ROLES),
+    parser.add_argument("--roles", type=_roles, default=list(ROLES),
                         help=f"comma-separated, of {','.join(ROLES)} (default: all)")
     parser.add_argument("--widths", type=lambda t: [int(v) for v in t.split(",")], default=list(WIDTHS),
                         help="comma-separated VanillaCNN widths (default 32,64)")
