@@ -132,8 +132,8 @@ def timed(fn, clock) -> float:
     return clock() - start
 
 
-def medians(variants: dict, reps: int, clock) -> dict:
-    """Median time of each variant over ``reps`` rounds, after one warm-up call each (first
+def interleaved(variants: dict, reps: int, clock) -> dict[str, list[float]]:
+    """The times of each variant over ``reps`` rounds, after one warm-up call each (first
     touch of every buffer, oneDNN/MKL init); each round starts at another variant, so a
     machine slowing down over the run biases none of them."""
     for fn in variants.values():
@@ -144,7 +144,12 @@ def medians(variants: dict, reps: int, clock) -> dict:
         for k in order[rep % len(order):] + order[:rep % len(order)]:
             gc.collect()
             times[k].append(timed(variants[k], clock))
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def medians(variants: dict, reps: int, clock) -> dict[str, float]:
+    """The median of :func:`interleaved`'s times of each variant."""
+    return {k: statistics.median(v) for k, v in interleaved(variants, reps, clock).items()}
 
 
 def profile_overhead(step: Step, gemms: Gemms, reps: int = 2) -> None:
@@ -329,7 +334,8 @@ def run_cpu(args) -> None:
         bf_model = copy.deepcopy(model)
         variants["training step, bf16 autocast"] = Step(bf_model, x, y, autocast_dtype=torch.bfloat16)
         variants["GEMMs alone, bf16 (out=)"] = Gemms(model, x, dtype=torch.bfloat16)
-    med = medians(variants, args.reps, clock)
+    times = interleaved(variants, args.reps, clock)
+    med = {k: statistics.median(v) for k, v in times.items()}
     floor = med["GEMMs alone (out=)"]
     malloc = " ".join(f"{k}={os.environ[k]}" for k in MALLOC_ENV if k in os.environ) or "default glibc malloc"
     print(f"CPU ({malloc}): torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
