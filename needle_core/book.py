@@ -140,6 +140,7 @@ def execute(notebook_path: str | Path, output_path: str | Path | None = None, pa
             cell["id"] = "injected-parameters"
         elif "parameters" in tags and injected:
             cell.metadata["tags"] = [t for t in tags if t not in ("hide-cell", "remove-cell")] + ["remove-cell"]
+    number_tables(nb, section_numbers().get(output_path.stem))
     # Record repository-relative paths, not this machine's temporary file.
     nb.metadata.papermill["input_path"] = _relative(notebook_path)
     nb.metadata.papermill["output_path"] = _relative(output_path)
@@ -147,6 +148,49 @@ def execute(notebook_path: str | Path, output_path: str | Path | None = None, pa
     os.chmod(output_path, 0o644)  # the temporary file it was renamed from was private
     shutil.rmtree(work, ignore_errors=True)
     return output_path
+
+
+def section_numbers(toc: str | Path = BOOK / "_toc.yml") -> dict[str, str]:
+    """The number the book gives each page of its numbered parts, as its figures get it:
+    ``{"03_switch_time": "3", "03_switch_time_lr": "3.1", ...}`` (chapters count from 1 in
+    each numbered part, sections from 1 in their chapter)."""
+    import yaml
+
+    numbers = {}
+    for part in yaml.safe_load(Path(toc).read_text()).get("parts", []):
+        if not part.get("numbered"):
+            continue
+        for i, chapter in enumerate(part.get("chapters", []), 1):
+            numbers[chapter["file"]] = str(i)
+            for j, section in enumerate(chapter.get("sections", []), 1):
+                numbers[section["file"]] = f"{i}.{j}"
+    return numbers
+
+
+_CAPTION = re.compile(r"<caption>(.*?)</caption>", re.S)
+
+
+def number_tables(nb: nbformat.NotebookNode, section: str | None) -> int:
+    """Prefix the caption of every captioned table the page displays with its number, "Table
+    3.2: ...", the section's number then the table's rank on the page (the book's figures are
+    numbered the same way; Sphinx cannot number raw HTML tables).  Pages outside the numbered
+    parts (``section`` None) keep their captions as they are.  Returns how many were numbered."""
+    if section is None:
+        return 0
+    count = 0
+
+    def numbered(match: re.Match) -> str:
+        nonlocal count
+        count += 1
+        return f"<caption>Table {section}.{count}: {match.group(1)}</caption>"
+
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "text/html" in data:
+                html = data["text/html"]
+                data["text/html"] = _CAPTION.sub(numbered, html if isinstance(html, str) else "".join(html))
+    return count
 
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
