@@ -320,6 +320,22 @@ def machine() -> str:
         return platform.processor() or platform.machine()
 
 
+def run_cpu_malloc_child(args) -> None:
+    """The detail comparison again in a fresh process whose glibc keeps freed memory for reuse
+    (set by environment, :data:`MALLOC_ENV`, as training sets it with mallopt)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, os.path.abspath(__file__), "--detail-child", "--no-gpu", "--no-profile",
+           "--reps", str(args.reps), "--clock", args.clock, "--threads", str(args.threads)]
+    print(f"\nthe same in a fresh process with {' '.join(f'{k}={v}' for k, v in MALLOC_ENV.items())} "
+          "(glibc reuses freed memory instead of returning it to the kernel):")
+    out = subprocess.run(cmd, env={**os.environ, **MALLOC_ENV}, capture_output=True, text=True)
+    print("\n".join(line for line in out.stdout.splitlines() if line.strip()))
+    if out.returncode:
+        print(f"(failed with exit code {out.returncode}: {out.stderr.strip().splitlines()[-1:]})")
+
+
 def run_cpu(args) -> None:
     clock = CLOCKS[args.clock]
     model = make_efcn()
