@@ -307,7 +307,7 @@ def main() -> None:
     fl = "floor (zeros + fill_)"
     print(f"{machine()}: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
           f"{args.clock} time, median (min) of {args.reps} runs ({args.loop_reps} for the loops), interleaved")
-    print(f"eFCN parameters: " + ", ".join(f"{n} {sum(a * b for a, b in shapes[n]):,} weights" for n in names))
+    print("eFCN parameters: " + ", ".join(f"{n} {sum(a * b for a, b in shapes[n]):,} weights" for n in names))
     print()
     head = f"{'method':<26}" + "".join(f"{n + ' s':>20}" for n in names) + "".join(f"{'/floor ' + n:>18}" for n in names)
     print(head)

@@ -209,7 +209,6 @@ def _landscape(parser, args, config: SweepConfig, root: Path) -> int:
     from . import landscape
     from .data import DatasetNotFound
     from .integrity import StoreDamaged
-    from .io import DiskFull
 
     def ints(flag: str, text: str) -> list[int]:
         try:

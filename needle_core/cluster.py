@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import SweepConfig
-from .run import RunSpec, execute
+from .run import RunSpec
 from .store import ResultStore
 from .sweep import Executor, RunsFailed, Task, execute_task, fatal, finished, local_executor
 

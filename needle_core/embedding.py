@@ -42,7 +42,6 @@ from __future__ import annotations
 import copy
 import math
 import operator
-import os
 import sys
 import warnings
 from dataclasses import dataclass
