@@ -244,7 +244,7 @@ def readout_epochs(window=None, frame: pd.DataFrame | None = None) -> list[int]:
     dict (its ``epochs`` and ``readout``), a list of epochs (taken as given), or None: the
     pre-registered fraction of the budget, the budget being ``frame``'s largest epoch.
     """
-    from .config import SweepConfig
+    from ..config import SweepConfig
 
     if window is None or isinstance(window, Mapping):
         d = dict(window or {})
@@ -259,7 +259,7 @@ def run_windows(window):
     """The config whose runs each have a read-out window of their own budget (``fc_epochs``
     set: :meth:`~needle_core.config.SweepConfig.run_readout_epochs`), from a config or a config
     dict; None when every run shares one window."""
-    from .config import SweepConfig
+    from ..config import SweepConfig
 
     if isinstance(window, Mapping) and window.get("fc_epochs") is not None:
         fields = {f.name for f in dataclasses.fields(SweepConfig)}
@@ -445,8 +445,8 @@ def exactness(arch: str, width: int, n_inputs: int = 8, seed: int = 0, dtype=Non
     ``dtype`` defaults to float64, where rounding is ~1e-16."""
     import torch
 
-    from .embedding import embed
-    from .models import INPUT_SHAPE, cnn
+    from ..embedding import embed
+    from ..models import INPUT_SHAPE, cnn
 
     dtype = dtype or torch.float64
     torch.manual_seed(seed)
@@ -467,8 +467,8 @@ def sizes(arch: str, width: int) -> dict:
     nothing is allocated, so the paper's AlexNet costs nothing)."""
     import torch
 
-    from .embedding import embed
-    from .models import INPUT_SHAPE, cnn
+    from ..embedding import embed
+    from ..models import INPUT_SHAPE, cnn
 
     with torch.device("meta"):
         net = cnn(arch, ch=width)
@@ -882,7 +882,7 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
     """
     import time
 
-    from .plots import hardware as this_machine
+    from ..plots import hardware as this_machine
 
     info = describe(provenance, config)
     cfg_dict = _config_dict(config)
