@@ -11,8 +11,11 @@ ARMS=("$@")
 [ ${#ARMS[@]} -gt 0 ] || ARMS=(converged-low-lr converged)
 for seed in 0 1 2 3 4; do
   for arm in "${ARMS[@]}"; do
-    # arm 1 (converged) has seeds 0-2: a seed the arm does not have is skipped
-    if "$PY" -m needle_core sweep --profile "$arm" --set "dataset=$DATA" --dry-run 2>/dev/null | grep -q -- "-s$seed/"; then
+    # arm 1 (converged) has seeds 0-2: a seed the arm does not have is skipped.  The plan is read
+    # whole before grep looks at it: `dry-run | grep -q` under pipefail fails whenever grep exits
+    # before python has written everything (SIGPIPE), which skipped seeds 1 and 2 of arm 2 once.
+    plan=$("$PY" -m needle_core sweep --profile "$arm" --set "dataset=$DATA" --dry-run)
+    if grep -q -- "-s$seed/" <<< "$plan"; then
       "$PY" -m needle_core sweep --profile "$arm" --set "dataset=$DATA" --only "*-s$seed/*"
     fi
   done

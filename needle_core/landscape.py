@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .analysis.stats import interval
 from .config import SweepConfig
 from .embedding import embed
 from .interpolate import barrier, scan, string
@@ -676,17 +677,6 @@ def curve_results(root) -> pd.DataFrame:
 MARGIN = 0.05
 
 
-def _t_interval(values: np.ndarray, level: float) -> tuple[float, float, float]:
-    from scipy import stats
-
-    values = np.asarray(values, dtype=float)
-    n, mean = len(values), float(np.mean(values)) if len(values) else float("nan")
-    if n < 2:
-        return mean, float("nan"), float("nan")
-    half = stats.t.ppf(0.5 + level / 2, n - 1) * np.std(values, ddof=1) / np.sqrt(n)
-    return mean, mean - half, mean + half
-
-
 def curve_differences(barriers: pd.DataFrame, method: str = "curve", control: str = "fcn-fcn") -> pd.DataFrame:
     """The paired differences of the rule: for every seed s and t_w, the ``efcn-fcn`` barrier
     of s minus the mean ``control`` barrier of the control pairs that have s as an endpoint
@@ -734,8 +724,8 @@ def curve_claim(barriers: pd.DataFrame, method: str = "curve", margin: float = M
     m = max(len(times), 1)
     for t in times:
         d = diffs[diffs["switch_time"] == t]
-        mean, lo, hi = _t_interval(d["difference"], 0.95)
-        _, lo_c, hi_c = _t_interval(d["difference"], 1 - 0.05 / m)
+        mean, lo, hi, _ = interval(d["difference"], 0.95)
+        _, lo_c, hi_c, _ = interval(d["difference"], 1 - 0.05 / m)
         per.append(dict(switch_time=int(t), n=len(d), mean=mean, lo=lo, hi=hi, lo_corr=lo_c, hi_corr=hi_c,
                         tested=float(d["tested"].mean()) if len(d) else float("nan"),
                         control=float(d["control"].mean()) if len(d) else float("nan")))
@@ -762,7 +752,7 @@ def _describe(barriers: pd.DataFrame) -> pd.DataFrame:
     if barriers.empty:
         return pd.DataFrame(columns=["pair", "method", "switch_time", "n", "mean", "lo", "hi"])
     for (pair, method, t), g in barriers.groupby(["pair", "method", barriers["switch_time"].fillna(-1)], sort=True):
-        mean, lo, hi = _t_interval(g["barrier"], 0.95)
+        mean, lo, hi, _ = interval(g["barrier"], 0.95)
         out.append(dict(pair=pair, method=method, switch_time=None if t == -1 else int(t), n=len(g), mean=mean,
                         lo=lo, hi=hi))
     return pd.DataFrame(out)

@@ -24,7 +24,7 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from . import analysis
+from . import analysis, landscape
 
 
 # --- Loading a page's results ----------------------------------------------------------------
@@ -287,7 +287,7 @@ def arm_name(config) -> str:
 
 
 def measured(claim: int, card_row, results: Results, arm2: Results | None = None,
-             barriers: pd.DataFrame | None = None) -> str:
+             barriers: pd.DataFrame | None = None, curves: pd.DataFrame | None = None) -> str:
     """One plain sentence of what the runs measured for ``claim``, with its numbers (read-outs,
     95% intervals over seeds) computed by :mod:`needle_core.analysis`."""
     cfg = {k: getattr(card_row, k) for k in analysis.CONFIG_KEYS if hasattr(card_row, k)} or \
@@ -344,6 +344,12 @@ def measured(claim: int, card_row, results: Results, arm2: Results | None = None
                          f"{where}), {_number(p['mean'].min())} at worst")
         return "; ".join(parts) + "."
     if claim == 6:
+        if curves is not None and len(curves):
+            per = landscape.curve_claim(curves)["per_tw"]
+            return (f"A trained curve from the eFCN to the FCN rises {per.tested.min():.3f} to {per.tested.max():.3f} "
+                    f"nats above the chord at the {len(per)} switch times, one between two FCNs from scratch "
+                    f"{per.control.min():.3f} to {per.control.max():.3f}; their paired difference is "
+                    f"{_number(per['mean'].min())} to {_number(per['mean'].max())} (the rule's margin: 0.05).")
         if barriers is None or not len(barriers):
             return "No landscape measurements in this store."
         b = barriers[(barriers.method == "string") & (barriers.path == "efcn-fcn")] \

@@ -527,3 +527,15 @@ def test_a_campaign_still_training_gets_pending_verdicts_with_its_interim_readin
     assert only_arm2.loc[4, "verdict"] == done.set_index("claim").loc[4, "verdict"]  # arm 1 complete: decided
     assert analysis.pending({"verdict": "reproduces", "reason": "x"}, None) == {"verdict": "reproduces", "reason": "x"}
     assert set(card["verdict"]) <= set(analysis.VERDICTS)
+
+
+def test_claim_6_comes_from_the_trained_curves_when_there_are_some():
+    df = sweep_frame()
+    rows = [dict(pair="efcn-fcn", seed=s, other=s, switch_time=3, method="curve", barrier=0.9 + 0.01 * s)
+            for s in range(3)]
+    rows += [dict(pair="fcn-fcn", seed=s, other=(s + 1) % 3, switch_time=None, method="curve", barrier=0.1)
+             for s in range(3)]
+    curves = pd.DataFrame(rows).assign(arch="vanilla", width=4, n_train=100)
+    six = analysis.claims(df, provenance_of(df), CONFIG, curves=curves).set_index("claim").loc[6]
+    assert six["verdict"] == "reproduces" and "Garipov" in six["test"]
+    assert analysis.claims(df, provenance_of(df), CONFIG).set_index("claim").loc[6, "verdict"] == "not measured"

@@ -214,3 +214,27 @@ def test_curve_claim_decides_by_the_paired_difference_with_the_control():
     assert diffs.loc[diffs.seed == 0, "control"].item() == pytest.approx((0.1 + 0.11) / 2)
     described = far["described"]
     assert set(described["pair"]) == {"efcn-fcn", "fcn-fcn"}
+
+
+def test_the_scorecard_decides_claim_6_by_trained_curves_where_the_store_has_them():
+    # With curves, claim 6 is the curves' pre-registered rule (tested against the FCN <-> FCN
+    # control); without them, the string rule of the 20-epoch edition; a campaign still
+    # training leaves it pending.
+    from needle_core import analysis
+
+    cfg = dict(arch="vanilla", width=4, n_train=100)
+    far = _barriers([0.9, 1.0, 1.1, 0.95], [0.1, 0.12, 0.09, 0.11]).assign(**cfg)
+    six = analysis.curve_barrier_claim(far, cfg)
+    assert six["verdict"] == landscape.curve_claim(far)["verdict"] == "reproduces"
+    assert six["n"] == 4 and six["estimate"].startswith("t_w=2: ") and "FCN ↔ FCN 0.105" in six["estimate"]
+    assert "99.75%" not in six["interval"] and "97.5%: t_w=2" in six["interval"]  # Bonferroni over 2 t_w
+    assert "Garipov" in six["test"] and "FCN ↔ FCN" in six["test"]
+    traces = pd.DataFrame(dict(task=["a", "a", "b"], method="curve", stopped=[False, True, False]))
+    assert six["sensitivity"] == "not applicable: barriers are measured between finished runs" and \
+        analysis.curve_barrier_claim(far, cfg, traces)["sensitivity"].endswith(
+            "1 of 2 curves stopped by the step budget, not by the rule")
+    assert analysis.curve_barrier_claim(far.iloc[:0], cfg) is None
+    assert analysis.curve_barrier_claim(far, dict(cfg, width=8)) is None  # another configuration's curves
+    near = _barriers([0.1, 0.11, 0.09, 0.1], [0.1, 0.12, 0.09, 0.11]).assign(**cfg)
+    assert analysis.curve_barrier_claim(near, cfg)["verdict"] == "contradicted"
+    assert analysis.pending(analysis.curve_barrier_claim(near, cfg), "campaign in progress")["verdict"] == "pending"

@@ -12,9 +12,9 @@ import pandas as pd
 
 from .comparisons import paired
 from .readouts import CONFIG_KEYS, epoch_span, per_switch_time, readout, readout_epochs, run_windows, select
-from .rules import (RULES, SMALL_DEVIATION, SPIKE_RISE, _ci, _fmt, _per_tw, _sensitivity, _spike_line, decide,
+from .rules import (RULES, SMALL_DEVIATION, SPIKE_RISE, _ci, _fmt, _pct, _per_tw, _sensitivity, _spike_line, decide,
                     not_measured, sampled_verdict)
-from .stats import interval, spread, t_interval
+from .stats import detectable, interval, spread, t_interval
 
 
 #: Claim 7, our reading of the abstract's "very large" and "highly sparse" (it gives no number):
@@ -161,6 +161,62 @@ def landscape_claim(landscape: pd.DataFrame | None, cfg: Mapping) -> dict:
                          + _per_tw(stats, [f"{_fmt(a)} {_ci(b, c)}" for a, b, c in zip(stats["mean"], lo, hi)]))
     out["note"] = "described, not tested: " + "; ".join(described) if described else ""
     return out
+
+
+#: The landscape's pairs in the book's words.
+PAIRS = {"efcn-fcn": "eFCN → FCN", "fcn-fcn": "FCN ↔ FCN", "efcn-efcn": "eFCN ↔ eFCN", "cnn-cnn": "CNN ↔ CNN"}
+
+
+def curve_barrier_claim(curves: pd.DataFrame | None, cfg: Mapping, traces: pd.DataFrame | None = None) -> dict | None:
+    """Claim 6 by trained curves, the rule pre-registered for the converged edition
+    (:func:`needle_core.landscape.curve_claim`), as scorecard fields; None when the store has no
+    curve measurements for ``cfg`` (the string rule of :func:`landscape_claim` then applies).
+
+    ``curves``: :func:`needle_core.landscape.curve_results` (barriers in nats of training loss
+    over the chord); ``traces``: :func:`needle_core.landscape.curve_traces`, to count the
+    curves stopped by the step budget rather than by the convergence rule."""
+    from ..landscape import MARGIN, curve_claim, curve_differences
+
+    if curves is None or curves.empty:
+        return None
+    rows = curves[select(curves, cfg)] if set(CONFIG_KEYS) <= set(curves.columns) else curves
+    if rows.empty:
+        return None
+    decided = curve_claim(rows)
+    per, diffs = decided["per_tw"], curve_differences(rows)
+    m = max(len(per), 1)
+    spreads = [spread(diffs.loc[diffs["switch_time"] == t, "difference"]) for t in per["switch_time"]]
+    test = ("trained quadratic Bézier curves (Garipov et al. 2018), pre-registered before any curve: paired "
+            "difference d = (eFCN → FCN curve barrier of seed s) − (mean FCN ↔ FCN curve barrier of the control "
+            "pairs with s as an endpoint), nats of training loss above the chord, at each tested t_w. Reproduces "
+            f"if the 95% interval lies above {MARGIN:g} at every tested t_w; contradicted if the "
+            f"{_pct(1 - 0.05 / m)} (Bonferroni over {m} t_w) interval lies below {MARGIN:g} at some tested t_w; "
+            "otherwise inconclusive")
+    described = decided["described"]
+    notes = []
+    for pair, method in (("efcn-efcn", "curve"), ("cnn-cnn", "curve"), ("efcn-fcn", "linear"),
+                         ("efcn-fcn", "linear-aligned"), ("efcn-fcn", "string")):
+        g = described[(described["pair"] == pair) & (described["method"] == method)] if len(described) else described
+        if len(g):
+            where = "; ".join(f"{'' if pd.isna(r.switch_time) else f't_w={int(r.switch_time)}: '}{r.mean:.3f} "
+                              f"{_ci(r.lo, r.hi)}" for r in g.itertuples())
+            notes.append(f"{method} {PAIRS[pair]} barrier (95%): {where}")
+    budget = ""
+    if traces is not None and len(traces):
+        curve = traces[traces["method"] == "curve"]
+        ended = curve.groupby("task")["stopped"].any()
+        budget = f"; {int((~ended).sum())} of {len(ended)} curves stopped by the step budget, not by the rule"
+    return dict(test=test,
+                estimate=_per_tw(per, [f"{_fmt(r.mean)} (eFCN → FCN {r.tested:.3f}, FCN ↔ FCN {r.control:.3f})"
+                                       for r in per.itertuples()]),
+                interval=f"95%: {_per_tw(per, [_ci(a, b) for a, b in zip(per.lo, per.hi)])} · {_pct(1 - 0.05 / m)}: "
+                         + _per_tw(per, [_ci(a, b) for a, b in zip(per.lo_corr, per.hi_corr)]),
+                n=int(per["n"].min()) if len(per) else None,
+                detectable=_per_tw(per, [_fmt(detectable(sd, n)) for _, sd, n in spreads])
+                + " (80% power, the pre-registered two-sided 5% level)",
+                verdict=decided["verdict"], reason=decided["reason"],
+                sensitivity="not applicable: barriers are measured between finished runs" + budget,
+                note="described, not tested: " + "; ".join(notes) if notes else "")
 
 
 def exactness_claim(cfg: Mapping) -> dict:

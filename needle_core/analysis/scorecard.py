@@ -9,7 +9,8 @@ from typing import Mapping
 import pandas as pd
 
 from .comparisons import control_role
-from .per_claim import _learned, accuracy_claim, deviation_claim, exactness_claim, landscape_claim, size_claim
+from .per_claim import (_learned, accuracy_claim, curve_barrier_claim, deviation_claim, exactness_claim,
+                        landscape_claim, size_claim)
 from .provenance import _config_dict, describe
 from .readouts import configurations, label, readout_epochs, run_windows, select
 from .rules import not_measured, pending
@@ -66,6 +67,7 @@ COLUMNS = ["claim", "configuration", "abstract", "reading", "test", "estimate", 
 
 def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: str = "test_acc",
            landscape: pd.DataFrame | None = None, arm2: tuple | None = None,
+           curves: pd.DataFrame | None = None, curve_traces: pd.DataFrame | None = None,
            in_progress: str | None = None) -> pd.DataFrame:
     """The scorecard: one row per claim of paper.md §1 and per configuration (arch, width,
     n_train), decided by the pre-registered rules (book/preregistration.md, :data:`RULES`).
@@ -85,7 +87,10 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
     the landscape measurements (claim 6 is "not measured" without them); ``arm2`` the
     ``(frame, provenance, config)`` of the arm that changes the learning rate at the switch
     (with its controlled CNN), optionally followed by its own ``in_progress``: claim 5 is then
-    decided over both arms (:func:`both_arms`).  ``in_progress``: the campaign is still
+    decided over both arms (:func:`both_arms`).  ``curves`` and ``curve_traces``: the trained
+    curves of the store (:func:`needle_core.landscape.curve_results`, ``curve_traces``):
+    claim 6 is then decided by the curves' rule, else by the string rule on ``landscape``.
+    ``in_progress``: the campaign is still
     training (what has landed, in words): the sampled claims are *pending* (:func:`pending`).
     """
     import time
@@ -135,7 +140,8 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
             rows[-1] = dict(both_arms(rows[-1], second, registered), claim=5, note=note,
                             **{key: f"arm 1: {info[key]} ‖ arm 2: {info2[key]}" for key in ("profile", "data",
                                                                                             "hardware")})
-        rows.append(dict(pending(landscape_claim(landscape, cfg), in_progress), claim=6, wall_time=0.0))
+        six = curve_barrier_claim(curves, cfg, curve_traces)
+        rows.append(dict(pending(six or landscape_claim(landscape, cfg), in_progress), claim=6, wall_time=0.0))
         start = time.perf_counter()
         rows.append(dict(size_claim(cfg), claim=7, wall_time=time.perf_counter() - start, **computed,
                          data=f"{cfg['arch']}, w{cfg['width']} and w64, counted on the meta device"))
