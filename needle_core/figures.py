@@ -380,3 +380,33 @@ def n_train(acc, ends, best, fixed, pairs, seeds, label, role, control, fixed_sw
             ax.set_xticks(ticks, [f"{int(n):,}" if n in set(acc.n_train) else "all" for n in ticks])
             ax.minorticks_off()
     return fig
+
+
+#: The trained-curve pairs of claim 6: the tested one in the eFCN's colour, the controls in
+#: their networks' colours, the FCN <-> FCN control (the rule's) dashed.
+CURVE_PAIRS = {"efcn-fcn": dict(color=plots.COLORS["efcn"], linestyle="-"),
+               "fcn-fcn": dict(color=plots.COLORS["fcn"], linestyle="--"),
+               "efcn-efcn": dict(color=plots.COLORS["efcn"], linestyle=":"),
+               "cnn-cnn": dict(color=plots.COLORS["cnn"], linestyle=":")}
+
+
+def curve_convergence(traces: pd.DataFrame, cfg):
+    """How each trained curve converged: its barrier (nats of training loss above the chord,
+    at the stopping rule's checks) against the SGD steps of its bend, one line per curve,
+    coloured by pair; a cross where the rule stopped it (no cross: stopped by the budget)."""
+    from .interpolate import barrier
+
+    t = traces[analysis.select(traces, cfg) & (traces["method"] == "curve")]
+    fig, ax = plt.subplots(figsize=(plots.WIDTH, 3.4), layout="constrained")
+    for task, g in t.groupby("task", sort=True):
+        pair = g["pair"].iloc[0]
+        checks = g.groupby("step").apply(lambda c: barrier(c.assign(metric="loss", value=c["loss"])),
+                                         include_groups=False)
+        ax.plot(checks.index, checks.values, linewidth=1.0, **CURVE_PAIRS[pair])
+        if g["stopped"].any():
+            ax.plot(checks.index[-1], checks.values[-1], marker="x", color=CURVE_PAIRS[pair]["color"], markersize=5)
+    ax.set(xlabel="SGD steps of the curve's bend", ylabel="barrier (nats)")
+    handles = [Line2D([], [], linewidth=1.0, label=analysis.PAIRS[p], **kw) for p, kw in CURVE_PAIRS.items()]
+    handles.append(Line2D([], [], color="0.3", marker="x", linestyle="", label="stopped by the rule"))
+    _legend(fig, handles, analysis.label(cfg))
+    return fig

@@ -829,3 +829,29 @@ def embedding_sizes(cnn, efcn, elcn) -> tuple[pd.DataFrame, dict]:
                             "× CNN": sizes["weights"] / sizes["layer"].map(cnn_weights),
                             "P": sizes["layer"].map(copies)}).set_index(["layer", "network"])
     return sizes, copies
+
+
+def curve_section(page, curves: pd.DataFrame, traces: pd.DataFrame) -> None:
+    """Page 6's trained curves: per configuration, the barrier of every pair and path over
+    seeds (mean, 95% interval, n) and claim 6 by the curves' pre-registered rule; or, for a
+    store without curves, how to get them."""
+    from IPython.display import Markdown, display
+
+    if curves.empty:
+        display(Markdown("This store has no trained curves. They are tasks of the sweep's graph when its config "
+                         "names `landscape_switch_times` (the converged edition's profiles do: see the "
+                         "[pre-registration](preregistration.md)), measured as soon as their endpoints are trained."))
+        return
+    for cfg in page.configurations():
+        rows = curves[analysis.select(curves, cfg)]
+        if rows.empty:
+            continue
+        paths = landscape.curve_claim(rows)["described"]
+        paths = paths.assign(pair=paths["pair"].map(analysis.PAIRS), t_w=paths["switch_time"])
+        paths = paths.rename(columns={"mean": "barrier", "lo": "95% lo", "hi": "95% hi"})
+        key = f"tab-curves-{analysis.label(cfg).replace(' ', '-').replace(',', '')}"  # stable ids
+        table(paths[["pair", "method", "t_w", "barrier", "95% lo", "95% hi", "n"]], key,
+              f"Barriers along every path between finished networks, {analysis.label(cfg)} (nats of training loss "
+              "above the chord; mean over seeds)")
+        six = analysis.curve_barrier_claim(rows, cfg, traces)
+        print(f"Claim 6 by trained curves ({analysis.label(cfg)}): {six['verdict']}: {six['reason']}.")
