@@ -393,12 +393,15 @@ CURVE_PAIRS = {"efcn-fcn": dict(color=plots.COLORS["efcn"], linestyle="-"),
 def curve_convergence(traces: pd.DataFrame, cfg):
     """How each trained curve converged: its barrier (nats of training loss above the chord,
     at the stopping rule's checks) against the SGD steps of its bend, one line per curve,
-    coloured by pair; a cross where the rule stopped it (no cross: stopped by the budget)."""
+    coloured by pair; a cross where the rule stopped it (no cross: stopped by the budget).
+    Without curves, the axes say so."""
     from .interpolate import barrier
 
-    t = traces[analysis.select(traces, cfg) & (traces["method"] == "curve")]
+    t = traces[analysis.select(traces, cfg) & (traces["method"] == "curve")] if len(traces) else traces
     fig, ax = plt.subplots(figsize=(plots.WIDTH, 3.4), layout="constrained")
-    for task, g in t.groupby("task", sort=True):
+    if t.empty:  # the figure keeps its number on every page: it says what is missing
+        ax.text(0.5, 0.5, "no trained curves in this store", ha="center", va="center", transform=ax.transAxes)
+    for task, g in (t.groupby("task", sort=True) if len(t) else []):
         pair = g["pair"].iloc[0]
         checks = g.groupby("step").apply(lambda c: barrier(c.assign(metric="loss", value=c["loss"])),
                                          include_groups=False)
