@@ -2,7 +2,8 @@
 #   make book        environment + install + render the book from the executed notebooks
 #   make test        environment + install + every test (unit, notebooks, book build, browser),
 #                    then the notebook checks again on another CPU code path
-#   make reproduce PROFILE=cpu   re-run the sweeps and notebooks of a profile into book/
+#   make reproduce PROFILE=cpu   re-execute the pages of a profile's edition into book/, read-only from
+#                    its store (python -m needle_core reproduce --train trains what is missing first)
 #   make test-other-cpu  the notebook checks again, retrained on another CPU code path (part of make test)
 #   make test-colab      the Colab simulation: fresh venv, torch only, the package from its sdist (PyPI)
 SHELL := /bin/bash
