@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The converged campaign in its pre-registered order (book/preregistration.md, second part):
-# one one-thread process, seed by seed, alternating the arms, each seed in graph order. Run it
-# from a clean checkout (a published store refuses a dirty tree); it resumes where it stopped.
+# one one-thread process, seed by seed, alternating the arms, each seed in graph order, then each
+# arm's whole graph: what is left of it are the trained curves of claim 6 (their task names carry
+# no "-s<seed>/"), measured here from the checkpoints the runs left, so they never need weights
+# from another machine. Run it from a clean checkout (a published store refuses a dirty tree);
+# it resumes where it stopped.
 #   bash benchmarks/run_converged.sh [ARMS...]      (default: converged-low-lr converged)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +22,7 @@ for seed in 0 1 2 3 4; do
       "$PY" -m needle_core sweep --profile "$arm" --set "dataset=$DATA" --only "*-s$seed/*"
     fi
   done
+done
+for arm in "${ARMS[@]}"; do
+  "$PY" -m needle_core sweep --profile "$arm" --set "dataset=$DATA"
 done

@@ -140,7 +140,8 @@ def execute(notebook_path: str | Path, output_path: str | Path | None = None, pa
             cell["id"] = "injected-parameters"
         elif "parameters" in tags and injected:
             cell.metadata["tags"] = [t for t in tags if t not in ("hide-cell", "remove-cell")] + ["remove-cell"]
-    number_tables(nb, section_numbers().get(output_path.stem))
+    chapter, before = chapters().get(output_path.stem, (None, []))
+    number_tables(nb, chapter, 1 + sum(tables_of(output_path.parent / f"{page}.ipynb") for page in before))
     # Record repository-relative paths, not this machine's temporary file.
     nb.metadata.papermill["input_path"] = _relative(notebook_path)
     nb.metadata.papermill["output_path"] = _relative(output_path)
@@ -150,47 +151,60 @@ def execute(notebook_path: str | Path, output_path: str | Path | None = None, pa
     return output_path
 
 
-def section_numbers(toc: str | Path = BOOK / "_toc.yml") -> dict[str, str]:
-    """The number the book gives each page of its numbered parts, as its figures get it:
-    ``{"03_switch_time": "3", "03_switch_time_lr": "3.1", ...}`` (chapters count from 1 in
-    each numbered part, sections from 1 in their chapter)."""
+def chapters(toc: str | Path = BOOK / "_toc.yml") -> dict[str, tuple[str, list[str]]]:
+    """The chapter of each page of the book's numbered parts and the pages of that chapter
+    before it: ``{"03_switch_time": ("3", []), "03_switch_time_lr": ("3", ["03_switch_time"]),
+    ...}`` (chapters count from 1 in each numbered part; a chapter's section pages share its
+    number, as Sphinx numbers their figures: "Fig. 3.2" on page 3b)."""
     import yaml
 
-    numbers = {}
+    out = {}
     for part in yaml.safe_load(Path(toc).read_text()).get("parts", []):
         if not part.get("numbered"):
             continue
         for i, chapter in enumerate(part.get("chapters", []), 1):
-            numbers[chapter["file"]] = str(i)
-            for j, section in enumerate(chapter.get("sections", []), 1):
-                numbers[section["file"]] = f"{i}.{j}"
-    return numbers
+            pages = [chapter["file"]] + [section["file"] for section in chapter.get("sections", [])]
+            out |= {page: (str(i), pages[:k]) for k, page in enumerate(pages)}
+    return out
 
 
 _CAPTION = re.compile(r"<caption>(.*?)</caption>", re.S)
 
 
-def number_tables(nb: nbformat.NotebookNode, section: str | None) -> int:
+def _html_outputs(nb: nbformat.NotebookNode):
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if "text/html" in output.get("data", {}):
+                yield output["data"]
+
+
+def number_tables(nb: nbformat.NotebookNode, chapter: str | None, first: int = 1) -> int:
     """Prefix the caption of every captioned table the page displays with its number, "Table
-    3.2: ...", the section's number then the table's rank on the page (the book's figures are
-    numbered the same way; Sphinx cannot number raw HTML tables).  Pages outside the numbered
-    parts (``section`` None) keep their captions as they are.  Returns how many were numbered."""
-    if section is None:
+    3.2: ...": the chapter's number, then the table's rank in the chapter (``first`` for the
+    page's first table: 1 + the tables of the chapter's earlier pages), as Sphinx numbers the
+    figures (it cannot number raw HTML tables).  Pages outside the numbered parts (``chapter``
+    None) keep their captions.  Returns how many tables the page numbered."""
+    if chapter is None:
         return 0
     count = 0
 
     def numbered(match: re.Match) -> str:
         nonlocal count
         count += 1
-        return f"<caption>Table {section}.{count}: {match.group(1)}</caption>"
+        return f"<caption>Table {chapter}.{first + count - 1}: {match.group(1)}</caption>"
 
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            if "text/html" in data:
-                html = data["text/html"]
-                data["text/html"] = _CAPTION.sub(numbered, html if isinstance(html, str) else "".join(html))
+    for data in _html_outputs(nb):
+        html = data["text/html"]
+        data["text/html"] = _CAPTION.sub(numbered, html if isinstance(html, str) else "".join(html))
     return count
+
+
+def tables_of(path: Path) -> int:
+    """How many captioned tables the executed page at ``path`` shows (0 if it is not there)."""
+    if not path.exists():
+        return 0
+    nb = nbformat.read(path, as_version=4)
+    return sum(len(_CAPTION.findall(str(d["text/html"]))) for d in _html_outputs(nb))
 
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"

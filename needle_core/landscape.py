@@ -699,7 +699,8 @@ def curve_differences(barriers: pd.DataFrame, method: str = "curve", control: st
     return pd.DataFrame(out, columns=["seed", "switch_time", "tested", "control", "difference"])
 
 
-def curve_claim(barriers: pd.DataFrame, method: str = "curve", margin: float = MARGIN) -> dict:
+def curve_claim(barriers: pd.DataFrame, method: str = "curve", margin: float = MARGIN,
+                switch_times: list[int] | None = None) -> dict:
     """Claim 6 by trained curves, the rule of book/preregistration.md ("Claim 6 by trained
     curves (converged edition)").
 
@@ -711,19 +712,21 @@ def curve_claim(barriers: pd.DataFrame, method: str = "curve", margin: float = M
     t_w its Bonferroni-corrected interval (over the tested t_w) lies below ``margin``
     (a trained curve joins eFCN and FCN with a barrier no larger than the control's, up to
     the margin); otherwise *inconclusive*; *not measured* without the tested pairs and their
-    controls, or with fewer than 2 differences at some t_w.
+    controls, or with fewer than 2 finite differences at some t_w.  ``switch_times``: the
+    tested t_w as registered (``landscape_switch_times``); default: those the data hold.
 
     Returns dict(verdict, reason, per_tw (a DataFrame: switch_time, n, mean, lo, hi, lo_corr,
     hi_corr, tested, control), described (a DataFrame of the other controls and methods:
     pair, method, switch_time, n, mean, lo, hi))."""
     described = _describe(barriers)
     diffs = curve_differences(barriers, method)
-    times = sorted(barriers.loc[(barriers["pair"] == "efcn-fcn") & (barriers["method"] == method),
-                                "switch_time"].dropna().unique()) if not barriers.empty else []
+    times = sorted(switch_times) if switch_times is not None else sorted(
+        barriers.loc[(barriers["pair"] == "efcn-fcn") & (barriers["method"] == method), "switch_time"].dropna().unique()
+    ) if not barriers.empty else []
     per = []
     m = max(len(times), 1)
     for t in times:
-        d = diffs[diffs["switch_time"] == t]
+        d = diffs[(diffs["switch_time"] == t) & np.isfinite(diffs["difference"].astype(float))]  # n: usable pairs
         mean, lo, hi, _ = interval(d["difference"], 0.95)
         _, lo_c, hi_c, _ = interval(d["difference"], 1 - 0.05 / m)
         per.append(dict(switch_time=int(t), n=len(d), mean=mean, lo=lo, hi=hi, lo_corr=lo_c, hi_corr=hi_c,
@@ -740,7 +743,7 @@ def curve_claim(barriers: pd.DataFrame, method: str = "curve", margin: float = M
     elif (per["hi_corr"] < margin).any():
         ts = ", ".join(str(t) for t in per.loc[per["hi_corr"] < margin, "switch_time"])
         verdict, reason = "contradicted", (f"at t_w = {ts} the corrected interval lies below {margin} nats: a "
-                                           "trained curve joins eFCN and FCN as easily as two FCNs")
+                                           "trained curve joins eFCN and FCN as easily as two FCNs (up to the margin)")
     else:
         verdict, reason = "inconclusive", "neither rule's condition holds at every (some) t_w"
     return dict(verdict=verdict, reason=reason, per_tw=per, described=described)

@@ -42,9 +42,15 @@ class Results:
 
     @property
     def pending(self) -> str | None:
-        """Why no verdict can be given yet ("campaign in progress: ..."), or None when every
+        """Why claims 3-5 have no verdict yet ("campaign in progress: ..."), or None when every
         pre-registered run has landed."""
         return self.progress.pending if self.progress else None
+
+    @property
+    def curves_pending(self) -> str | None:
+        """Why claim 6 has no verdict yet ("trained curves in progress: ..."), or None when every
+        planned curve is measured (or the config plans none)."""
+        return self.progress.curves_pending if self.progress else None
 
     @property
     def chance(self) -> float:
@@ -64,31 +70,47 @@ class Results:
 
 @dataclass(frozen=True)
 class Progress:
-    """How much of a pre-registered campaign has landed in its store."""
+    """How much of a pre-registered campaign has landed in its store: its runs and its curve
+    tasks (the trained curves of claim 6), each against what the config plans."""
     planned: int  # runs of the pre-registered config (every seed)
     finished: int
     seeds: tuple  # the pre-registered seeds
     landed: tuple  # the seeds with at least one finished run
     complete: tuple  # the seeds whose every run has landed
+    curves_planned: int = 0
+    curves_finished: int = 0
 
     @property
     def pending(self) -> str | None:
+        """Why claims 3-5 have no verdict yet (runs still training), or None."""
         if self.finished >= self.planned:
             return None
-        return (f"campaign in progress: {self.finished} of {self.planned} runs landed, seeds "
-                f"{', '.join(map(str, self.complete)) or 'none'} of {', '.join(map(str, self.seeds))} complete")
+        return (f"campaign in progress: {self.finished} of {self.planned} runs landed; complete seeds: "
+                f"{', '.join(map(str, self.complete)) or 'none'} (of {', '.join(map(str, self.seeds))})")
+
+    @property
+    def curves_pending(self) -> str | None:
+        """Why claim 6 has no verdict yet (curve tasks, or the runs they join, still to come), or None."""
+        if not self.curves_planned or (self.curves_finished >= self.curves_planned and self.pending is None):
+            return None
+        return f"trained curves in progress: {self.curves_finished} of {self.curves_planned} measured"
 
 
 def progress(config, root) -> Progress:
-    """The runs of ``config`` (its seeds are the pre-registered ones) that ``root`` holds."""
+    """The tasks of ``config``'s graph (its seeds are the pre-registered ones) that ``root``
+    holds: runs, and the curve tasks of its ``landscape_switch_times``."""
     from .store import ResultStore
-    from .sweep import plan
+    from .sweep import finished, graph
 
-    store, specs = ResultStore(root), plan(config)
-    done = [s for s in specs if store.is_finished(s.run)]
+    store = ResultStore(root)
+    specs = [t.spec for t in graph(config)]
+    runs = [s for s in specs if s.role != "curve"]
+    curves = [s for s in specs if s.role == "curve"]
+    done = [s for s in runs if store.is_finished(s.run)]
     landed = tuple(seed for seed in config.seeds if any(s.seed == seed for s in done))
-    complete = tuple(seed for seed in config.seeds if all(s in done for s in specs if s.seed == seed))
-    return Progress(len(specs), len(done), tuple(config.seeds), landed, complete)
+    complete = tuple(seed for seed in config.seeds if all(s in done for s in runs if s.seed == seed))
+    return Progress(len(runs), len(done), tuple(config.seeds), landed, complete, len(curves),
+                    sum(finished(store, s) for s in curves))
 
 
 def load(profile: str, results_dir=None, overrides: Mapping | None = None, train: bool = True,
@@ -136,6 +158,20 @@ def load(profile: str, results_dir=None, overrides: Mapping | None = None, train
         frame = frame[frame.seed.isin(wanted)].reset_index(drop=True)
         runs = runs[runs.seed.isin(wanted)].reset_index(drop=True)
     return Results(profile, Path(root), config, frame, runs, overrides, state)
+
+
+def scorecard(page: Results, arm2: Results | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The scorecard of ``page``'s store, claim 5 over ``arm2`` too when given, as the scorecard
+    and the Findings page both read it: ``(card, barriers, curves)``, the card of
+    :func:`needle_core.analysis.claims`, the string-path landscape measurements and the trained
+    curves it was decided from (either may be empty).  A campaign still training
+    (``load(in_progress=True)``) gets pending verdicts."""
+    barriers, curves = landscape.results(page.root), landscape.curve_results(page.root)
+    card = analysis.claims(page.frame, page.runs, page.config, landscape=barriers, curves=curves,
+                           curve_traces=landscape.curve_traces(page.root),
+                           arm2=arm2 and (arm2.frame, arm2.runs, arm2.config, arm2.pending),
+                           in_progress=page.pending, curves_in_progress=page.curves_pending)
+    return card, barriers, curves
 
 
 def refuse_seeds(seeds, config) -> None:
@@ -221,8 +257,9 @@ def provenance_rows(results: Results | None, extra: Mapping | None = None) -> di
                 "hardware": info["hardware"],
                 "training time": f"{_seconds(info['wall_time'])} (summed over runs)",
                 "code of the runs": commits(runs.get("git_commit", []))}
-        if results.pending:
-            rows["campaign"] = results.pending
+        campaign = "; ".join(filter(None, (results.pending, results.curves_pending)))
+        if campaign:
+            rows["campaign"] = campaign
     return rows | dict(extra or {})
 
 
@@ -344,8 +381,9 @@ def measured(claim: int, card_row, results: Results, arm2: Results | None = None
                          f"{where}), {_number(p['mean'].min())} at worst")
         return "; ".join(parts) + "."
     if claim == 6:
-        if curves is not None and len(curves):
-            per = landscape.curve_claim(curves)["per_tw"]
+        mine = curves[analysis.select(curves, cfg)] if curves is not None and len(curves) else None
+        per = landscape.curve_claim(mine)["per_tw"].dropna(subset=["tested"]) if mine is not None else None
+        if per is not None and len(per):
             return (f"A trained curve from the eFCN to the FCN rises {per.tested.min():.3f} to {per.tested.max():.3f} "
                     f"nats above the chord at the {len(per)} switch times, one between two FCNs from scratch "
                     f"{per.control.min():.3f} to {per.control.max():.3f}; their paired difference is "
@@ -839,19 +877,20 @@ def curve_section(page, curves: pd.DataFrame, traces: pd.DataFrame) -> None:
 
     if curves.empty:
         display(Markdown("This store has no trained curves. They are tasks of the sweep's graph when its config "
-                         "names `landscape_switch_times` (the converged edition's profiles do: see the "
-                         "[pre-registration](preregistration.md)), measured as soon as their endpoints are trained."))
+                         "names `landscape_switch_times` (the converged edition's profiles do, by the rule fixed "
+                         "at the end of the pre-registration), measured where their endpoints were trained."))
         return
     for cfg in page.configurations():
         rows = curves[analysis.select(curves, cfg)]
         if rows.empty:
             continue
-        paths = landscape.curve_claim(rows)["described"]
+        paths = landscape.curve_claim(rows)["described"]  # every pair and path, described
         paths = paths.assign(pair=paths["pair"].map(analysis.PAIRS), t_w=paths["switch_time"])
         paths = paths.rename(columns={"mean": "barrier", "lo": "95% lo", "hi": "95% hi"})
         key = f"tab-curves-{analysis.label(cfg).replace(' ', '-').replace(',', '')}"  # stable ids
         table(paths[["pair", "method", "t_w", "barrier", "95% lo", "95% hi", "n"]], key,
               f"Barriers along every path between finished networks, {analysis.label(cfg)} (nats of training loss "
               "above the chord; mean over seeds)")
-        six = analysis.curve_barrier_claim(rows, cfg, traces)
+        six = analysis.pending(analysis.curve_barrier_claim(rows, cfg, traces, page.config.landscape_switch_times or None),
+                               page.curves_pending)
         print(f"Claim 6 by trained curves ({analysis.label(cfg)}): {six['verdict']}: {six['reason']}.")

@@ -539,3 +539,18 @@ def test_claim_6_comes_from_the_trained_curves_when_there_are_some():
     six = analysis.claims(df, provenance_of(df), CONFIG, curves=curves).set_index("claim").loc[6]
     assert six["verdict"] == "reproduces" and "Garipov" in six["test"]
     assert analysis.claims(df, provenance_of(df), CONFIG).set_index("claim").loc[6, "verdict"] == "not measured"
+
+
+def test_what_a_training_campaign_planned_but_has_not_measured_is_pending():
+    # Claim 6 of an edition that plans trained curves is pending while they are measured (not
+    # "not measured"), and an empty second arm still training leaves claim 5 pending.
+    arm1 = sweep_frame(efcn_gain=-0.3, switch_times=(0, 3, 5))
+    cfg = dict(CONFIG, landscape_switch_times=[3])
+    six = analysis.claims(arm1, provenance_of(arm1), cfg, curves_in_progress="trained curves in progress: 0 of 5"
+                          ).set_index("claim").loc[6]
+    assert six["verdict"] == "pending" and six["reason"].startswith("trained curves in progress: 0 of 5")
+    empty = arm1.iloc[:0]
+    five = analysis.claims(arm1, provenance_of(arm1), CONFIG, arm2=(empty, provenance_of(arm1).iloc[:0],
+                                                                    dict(CONFIG, lr_after=0.01), "in progress")
+                           ).set_index("claim").loc[5]
+    assert five["verdict"] == "pending" and "arm 2 (lr changed at the switch): pending" in five["arms"]

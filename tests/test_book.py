@@ -832,35 +832,38 @@ def test_a_page_refuses_seeds_it_cannot_show(tmp_path):
     # a campaign still training is read as it stands, and says how much has landed
     page = report.load("cpu", REPO / "runs" / "cpu", overrides | {"seeds": [0, 9]}, train=False, in_progress=True)
     assert set(page.frame.seed) == set(page.runs.seed) == {0} and page.config.seeds == [0]
-    assert page.pending == "campaign in progress: 8 of 16 runs landed, seeds 0 of 0, 9 complete"
+    assert page.pending == "campaign in progress: 8 of 16 runs landed; complete seeds: 0 (of 0, 9)"
+    assert page.curves_pending is None  # the cpu profile plans no trained curves
     assert report.provenance_rows(page)["campaign"] == page.pending
     assert report.load("cpu", REPO / "runs" / "cpu", overrides, train=False, in_progress=True).pending is None
 
 
-def test_tables_are_numbered_by_the_section_of_their_page():
-    """Sphinx cannot number raw HTML tables: book.execute prefixes each caption with the page's
-    section number (from _toc.yml, as its figures are numbered) and the table's rank."""
+def test_tables_are_numbered_by_the_chapter_of_their_page():
+    """Sphinx cannot number raw HTML tables: book.execute prefixes each caption with the
+    chapter's number (from _toc.yml, as the figures are numbered) and the table's rank in the
+    chapter, counting on from the chapter's earlier pages (page 3b continues page 3)."""
+    import re
+
     import nbformat
 
     from needle_core import book
 
-    numbers = book.section_numbers()
-    assert numbers["01_embedding"] == "1" and numbers["03_switch_time"] == "3"
-    assert numbers["03_switch_time_lr"] == "3.1" and "scorecard" not in numbers  # unnumbered part
+    chapters = book.chapters()
+    assert chapters["01_embedding"] == ("1", []) and chapters["03_switch_time"] == ("3", [])
+    assert chapters["03_switch_time_lr"] == ("3", ["03_switch_time"]) and "scorecard" not in chapters
     nb = nbformat.v4.new_notebook()
     html = '<table><caption>{}</caption></table>'
     nb.cells = [nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output(
         "display_data", data={"text/html": html.format(c) + "<table></table>"}) for c in ("first", "second")])]
-    assert book.number_tables(nb, "3.1") == 2
+    assert book.number_tables(nb, "3", first=4) == 2
     shown = [o["data"]["text/html"] for o in nb.cells[0].outputs]
-    assert shown == [html.format("Table 3.1.1: first") + "<table></table>", html.format("Table 3.1.2: second") + "<table></table>"]
+    assert shown == [html.format("Table 3.4: first") + "<table></table>", html.format("Table 3.5: second") + "<table></table>"]
     assert book.number_tables(nb, None) == 0
-    # every captioned table of a numbered page in the book carries its number
-    for page, number in numbers.items():
+    # in the book, each chapter's captioned tables are numbered 1, 2, ... across its pages
+    seen = {}
+    for page, (chapter, _) in chapters.items():
         path = book.BOOK / f"{page}.ipynb"
-        if not path.exists():
-            continue
-        for cell in nbformat.read(path, as_version=4).cells:
-            for output in cell.get("outputs", []):
-                for caption in book._CAPTION.findall(str(output.get("data", {}).get("text/html", ""))):
-                    assert caption.startswith(f"Table {number}."), (page, caption)
+        for caption in book._CAPTION.findall("".join(str(d["text/html"]) for d in book._html_outputs(
+                nbformat.read(path, as_version=4))) if path.exists() else ""):
+            seen[chapter] = seen.get(chapter, 0) + 1
+            assert re.match(rf"Table {chapter}\.{seen[chapter]}: ", caption), (page, caption)

@@ -238,3 +238,13 @@ def test_the_scorecard_decides_claim_6_by_trained_curves_where_the_store_has_the
     near = _barriers([0.1, 0.11, 0.09, 0.1], [0.1, 0.12, 0.09, 0.11]).assign(**cfg)
     assert analysis.curve_barrier_claim(near, cfg)["verdict"] == "contradicted"
     assert analysis.pending(analysis.curve_barrier_claim(near, cfg), "campaign in progress")["verdict"] == "pending"
+
+
+def test_curve_claim_needs_every_registered_switch_time_and_counts_only_finite_barriers():
+    far = _barriers([0.9, 1.0, 1.1, 0.95], [0.1, 0.12, 0.09, 0.11])
+    assert landscape.curve_claim(far, switch_times=[2, 8])["verdict"] == "reproduces"
+    missing = landscape.curve_claim(far, switch_times=[2, 8, 16])  # t_w 16 registered, not measured
+    assert missing["verdict"] == "not measured" and list(missing["per_tw"].n) == [4, 4, 0]
+    nan = _barriers([0.9, 1.0, 1.1, 0.95], [0.1, float("nan"), float("nan"), float("nan")], times=(2,))
+    per = landscape.curve_claim(nan)["per_tw"]
+    assert per.n.item() == 2  # seeds 0 and 1 share the one finite control; seeds 2, 3 have none

@@ -167,14 +167,16 @@ def landscape_claim(landscape: pd.DataFrame | None, cfg: Mapping) -> dict:
 PAIRS = {"efcn-fcn": "eFCN → FCN", "fcn-fcn": "FCN ↔ FCN", "efcn-efcn": "eFCN ↔ eFCN", "cnn-cnn": "CNN ↔ CNN"}
 
 
-def curve_barrier_claim(curves: pd.DataFrame | None, cfg: Mapping, traces: pd.DataFrame | None = None) -> dict | None:
+def curve_barrier_claim(curves: pd.DataFrame | None, cfg: Mapping, traces: pd.DataFrame | None = None,
+                        switch_times: list[int] | None = None) -> dict | None:
     """Claim 6 by trained curves, the rule pre-registered for the converged edition
     (:func:`needle_core.landscape.curve_claim`), as scorecard fields; None when the store has no
     curve measurements for ``cfg`` (the string rule of :func:`landscape_claim` then applies).
 
     ``curves``: :func:`needle_core.landscape.curve_results` (barriers in nats of training loss
     over the chord); ``traces``: :func:`needle_core.landscape.curve_traces`, to count the
-    curves stopped by the step budget rather than by the convergence rule."""
+    curves stopped by the step budget rather than by the convergence rule; ``switch_times``: the
+    registered t_w of the curves (``landscape_switch_times``), each of which must be measured."""
     from ..landscape import MARGIN, curve_claim, curve_differences
 
     if curves is None or curves.empty:
@@ -182,7 +184,7 @@ def curve_barrier_claim(curves: pd.DataFrame | None, cfg: Mapping, traces: pd.Da
     rows = curves[select(curves, cfg)] if set(CONFIG_KEYS) <= set(curves.columns) else curves
     if rows.empty:
         return None
-    decided = curve_claim(rows)
+    decided = curve_claim(rows, switch_times=switch_times)
     per, diffs = decided["per_tw"], curve_differences(rows)
     m = max(len(per), 1)
     spreads = [spread(diffs.loc[diffs["switch_time"] == t, "difference"]) for t in per["switch_time"]]
@@ -191,7 +193,8 @@ def curve_barrier_claim(curves: pd.DataFrame | None, cfg: Mapping, traces: pd.Da
             "pairs with s as an endpoint), nats of training loss above the chord, at each tested t_w. Reproduces "
             f"if the 95% interval lies above {MARGIN:g} at every tested t_w; contradicted if the "
             f"{_pct(1 - 0.05 / m)} (Bonferroni over {m} t_w) interval lies below {MARGIN:g} at some tested t_w; "
-            "otherwise inconclusive")
+            "otherwise inconclusive. The control pairs share seeds, so the differences are not independent and the "
+            "intervals are somewhat too narrow")
     described = decided["described"]
     notes = []
     for pair, method in (("efcn-efcn", "curve"), ("cnn-cnn", "curve"), ("efcn-fcn", "linear"),
@@ -201,11 +204,15 @@ def curve_barrier_claim(curves: pd.DataFrame | None, cfg: Mapping, traces: pd.Da
             where = "; ".join(f"{'' if pd.isna(r.switch_time) else f't_w={int(r.switch_time)}: '}{r.mean:.3f} "
                               f"{_ci(r.lo, r.hi)}" for r in g.itertuples())
             notes.append(f"{method} {PAIRS[pair]} barrier (95%): {where}")
-    budget = ""
+    tested = rows[(rows["pair"] == "efcn-fcn") & (rows["method"] == "curve")]
+    lost = int((~np.isfinite(tested["barrier"].astype(float))).sum())
+    budget = f"; {lost} tested curves without a finite barrier (a diverged endpoint) left out" if lost else ""
     if traces is not None and len(traces):
         curve = traces[traces["method"] == "curve"]
+        if set(CONFIG_KEYS) <= set(curve.columns):
+            curve = curve[select(curve, cfg)]
         ended = curve.groupby("task")["stopped"].any()
-        budget = f"; {int((~ended).sum())} of {len(ended)} curves stopped by the step budget, not by the rule"
+        budget += f"; {int((~ended).sum())} of {len(ended)} curves stopped by the step budget, not by the rule"
     return dict(test=test,
                 estimate=_per_tw(per, [f"{_fmt(r.mean)} (eFCN → FCN {r.tested:.3f}, FCN ↔ FCN {r.control:.3f})"
                                        for r in per.itertuples()]),

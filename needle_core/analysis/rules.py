@@ -252,13 +252,14 @@ def _pairs(frame: pd.DataFrame, primary: pd.DataFrame, against: str) -> pd.DataF
     return pd.DataFrame(rows, columns=["switch_time", "seed", "runs"])
 
 
-def pending(out: dict, why: str | None) -> dict:
+def pending(out: dict, why: str | None, planned: bool = True) -> dict:
     """A sampled claim of a campaign still training (``why``: what has landed, e.g.
     :attr:`needle_core.report.Results.pending`): no verdict until every pre-registered run has
     landed, since deciding on a partial sample would be optional stopping; the interim reading
-    is kept in ``reason``, labelled as such.  ``out`` unchanged when ``why`` is None or the
-    claim has no sampled verdict."""
-    if not why or out["verdict"] in ("not measured", "not a claim"):
+    is kept in ``reason``, labelled as such.  A claim "not measured" yet is pending too when
+    the campaign ``planned`` its measurement (False: a measurement the profile never makes
+    stays "not measured").  ``out`` unchanged when ``why`` is None or the claim is not sampled."""
+    if not why or out["verdict"] == "not a claim" or (out["verdict"] == "not measured" and not planned):
         return out
     return dict(out, verdict="pending", recounted="pending",
                 reason=f"{why}: the pre-registered test decides once every run has landed; interim reading, not a "

@@ -68,7 +68,7 @@ COLUMNS = ["claim", "configuration", "abstract", "reading", "test", "estimate", 
 def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: str = "test_acc",
            landscape: pd.DataFrame | None = None, arm2: tuple | None = None,
            curves: pd.DataFrame | None = None, curve_traces: pd.DataFrame | None = None,
-           in_progress: str | None = None) -> pd.DataFrame:
+           in_progress: str | None = None, curves_in_progress: str | None = None) -> pd.DataFrame:
     """The scorecard: one row per claim of paper.md §1 and per configuration (arch, width,
     n_train), decided by the pre-registered rules (book/preregistration.md, :data:`RULES`).
 
@@ -90,6 +90,7 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
     decided over both arms (:func:`both_arms`).  ``curves`` and ``curve_traces``: the trained
     curves of the store (:func:`needle_core.landscape.curve_results`, ``curve_traces``):
     claim 6 is then decided by the curves' rule, else by the string rule on ``landscape``.
+    ``curves_in_progress``: its trained curves are still being measured (claim 6 pending).
     ``in_progress``: the campaign is still
     training (what has landed, in words): the sampled claims are *pending* (:func:`pending`).
     """
@@ -127,7 +128,8 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
         if arm2 is not None:  # claim 5 again against the controlled CNN of the lr arm, then joined
             frame2, prov2, config2, in_progress2 = (*arm2, None)[:4]
             if frame2.empty:  # pre-registered but not run (yet): it cannot be left out silently
-                second = dict(not_measured("no finished run in the second arm's store"), wall_time=0.0)
+                second = dict(pending(not_measured("no finished run in the second arm's store"), in_progress2),
+                              wall_time=0.0)
                 info2 = dict(profile="not run", data="", hardware="")
             else:
                 sel2, prov2_sel = frame2[select(frame2, cfg)], prov2[select(prov2, cfg)]
@@ -140,8 +142,10 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
             rows[-1] = dict(both_arms(rows[-1], second, registered), claim=5, note=note,
                             **{key: f"arm 1: {info[key]} ‖ arm 2: {info2[key]}" for key in ("profile", "data",
                                                                                             "hardware")})
-        six = curve_barrier_claim(curves, cfg, curve_traces)
-        rows.append(dict(pending(six or landscape_claim(landscape, cfg), in_progress), claim=6, wall_time=0.0))
+        planned = cfg_dict.get("landscape_switch_times") or []  # the curves' t_w, fixed before any curve
+        six = curve_barrier_claim(curves, cfg, curve_traces, planned or None)
+        rows.append(dict(pending(six or landscape_claim(landscape, cfg), curves_in_progress, planned=bool(planned)),
+                         claim=6, wall_time=0.0))
         start = time.perf_counter()
         rows.append(dict(size_claim(cfg), claim=7, wall_time=time.perf_counter() - start, **computed,
                          data=f"{cfg['arch']}, w{cfg['width']} and w64, counted on the meta device"))
