@@ -409,7 +409,7 @@ def curve_convergence(traces: pd.DataFrame, cfg):
         if g["stopped"].any():
             ax.plot(checks.index[-1], checks.values[-1], marker="x", color=CURVE_PAIRS[pair]["color"], markersize=5)
     ax.set(xlabel="SGD steps of the curve's bend", ylabel="barrier (nats)")
-    handles = [Line2D([], [], linewidth=1.0, label=analysis.PAIRS[p], **kw) for p, kw in CURVE_PAIRS.items()]
+    handles = [Line2D([], [], linewidth=1.0, label=analysis.PAIR_LABELS[p], **kw) for p, kw in CURVE_PAIRS.items()]
     handles.append(Line2D([], [], color="0.3", marker="x", linestyle="", label="stopped by the rule"))
     _legend(fig, handles, analysis.label(cfg))
     return fig

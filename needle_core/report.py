@@ -885,7 +885,7 @@ def curve_section(page, curves: pd.DataFrame, traces: pd.DataFrame) -> None:
         if rows.empty:
             continue
         paths = landscape.curve_claim(rows)["described"]  # every pair and path, described
-        paths = paths.assign(pair=paths["pair"].map(analysis.PAIRS), t_w=paths["switch_time"])
+        paths = paths.assign(pair=paths["pair"].map(analysis.PAIR_LABELS), t_w=paths["switch_time"])
         paths = paths.rename(columns={"mean": "barrier", "lo": "95% lo", "hi": "95% hi"})
         key = f"tab-curves-{analysis.label(cfg).replace(' ', '-').replace(',', '')}"  # stable ids
         table(paths[["pair", "method", "t_w", "barrier", "95% lo", "95% hi", "n"]], key,

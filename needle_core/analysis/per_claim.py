@@ -163,8 +163,8 @@ def landscape_claim(landscape: pd.DataFrame | None, cfg: Mapping) -> dict:
     return out
 
 
-#: The landscape's pairs in the book's words.
-PAIRS = {"efcn-fcn": "eFCN → FCN", "fcn-fcn": "FCN ↔ FCN", "efcn-efcn": "eFCN ↔ eFCN", "cnn-cnn": "CNN ↔ CNN"}
+#: The landscape's pairs (needle_core.landscape.PAIRS) in the book's words.
+PAIR_LABELS = {"efcn-fcn": "eFCN → FCN", "fcn-fcn": "FCN ↔ FCN", "efcn-efcn": "eFCN ↔ eFCN", "cnn-cnn": "CNN ↔ CNN"}
 
 
 def curve_barrier_claim(curves: pd.DataFrame | None, cfg: Mapping, traces: pd.DataFrame | None = None,
@@ -203,7 +203,7 @@ def curve_barrier_claim(curves: pd.DataFrame | None, cfg: Mapping, traces: pd.Da
         if len(g):
             where = "; ".join(f"{'' if pd.isna(r.switch_time) else f't_w={int(r.switch_time)}: '}{r.mean:.3f} "
                               f"{_ci(r.lo, r.hi)}" for r in g.itertuples())
-            notes.append(f"{method} {PAIRS[pair]} barrier (95%): {where}")
+            notes.append(f"{method} {PAIR_LABELS[pair]} barrier (95%): {where}")
     tested = rows[(rows["pair"] == "efcn-fcn") & (rows["method"] == "curve")]
     lost = int((~np.isfinite(tested["barrier"].astype(float))).sum())
     budget = f"; {lost} tested curves without a finite barrier (a diverged endpoint) left out" if lost else ""
