@@ -327,7 +327,7 @@ def run_cpu_malloc_child(args) -> None:
     import sys
 
     cmd = [sys.executable, os.path.abspath(__file__), "--detail-child", "--no-gpu", "--no-profile",
-           "--reps", str(args.reps), "--clock", args.clock, "--threads", str(args.threads)]
+           "--reps", str(args.reps), "--clock", args.clock, "--threads", str(args.threads)] + (["--bf16"] if args.bf16 else [])
     print(f"\nthe same in a fresh process with {' '.join(f'{k}={v}' for k, v in MALLOC_ENV.items())} "
           "(glibc reuses freed memory instead of returning it to the kernel):")
     out = subprocess.run(cmd, env={**os.environ, **MALLOC_ENV}, capture_output=True, text=True)
