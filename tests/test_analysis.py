@@ -554,3 +554,16 @@ def test_what_a_training_campaign_planned_but_has_not_measured_is_pending():
                                                                     dict(CONFIG, lr_after=0.01), "in progress")
                            ).set_index("claim").loc[5]
     assert five["verdict"] == "pending" and "arm 2 (lr changed at the switch): pending" in five["arms"]
+
+
+def test_an_arm_at_one_lower_lr_throughout_is_compared_with_its_own_trunk():
+    # The converged edition's arm 2 trains every network at lr 0.05: no controlled CNN exists
+    # or is needed, so claim 5 compares its eFCN with its own trunk CNN (an arm that changes
+    # the lr at the switch keeps its controlled CNN: test above).
+    arm1 = sweep_frame(efcn_gain=-0.3, switch_times=(0, 3, 5))
+    arm2 = sweep_frame(efcn_gain=0.2, switch_times=(2, 3, 5))
+    five = analysis.claims(arm1, provenance_of(arm1), CONFIG,
+                           arm2=(arm2, provenance_of(arm2), dict(CONFIG, lr=0.05, switch_times=[2, 3, 5]))
+                           ).set_index("claim").loc[5]
+    assert five["verdict"] == "conflicting" and five["arms"].endswith(": reproduces")
+    assert five["test"].split(" ‖ ")[1].count("trunk CNN") == 1

@@ -125,7 +125,7 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
             rows.append(dict(pending(accuracy_claim(sel, prov, window, claim, metric, chance, grid=switch_times),
                                      in_progress),
                              claim=claim, note=note, wall_time=wall(["efcn", "fcn" if claim == 4 else control_role(sel)])))
-        if arm2 is not None:  # claim 5 again against the controlled CNN of the lr arm, then joined
+        if arm2 is not None:  # claim 5 again in the second arm, then joined
             frame2, prov2, config2, in_progress2 = (*arm2, None)[:4]
             if frame2.empty:  # pre-registered but not run (yet): it cannot be left out silently
                 second = dict(pending(not_measured("no finished run in the second arm's store"), in_progress2),
@@ -134,9 +134,13 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
             else:
                 sel2, prov2_sel = frame2[select(frame2, cfg)], prov2[select(prov2, cfg)]
                 window2 = config2 if run_windows(config2) is not None else readout_epochs(config2, frame2)
-                second = pending(accuracy_claim(sel2, prov2_sel, window2, 5, metric, chance, against="cnn_control",
-                                                grid=_config_dict(config2).get("switch_times")), in_progress2)
-                second["wall_time"] = wall(["efcn", "cnn_control"], prov2_sel)
+                # Its baseline: the controlled CNN where the arm changes the lr at the switch (never the
+                # constant-lr trunk instead), else its own trunk (an arm at one lower lr throughout).
+                cfg2 = _config_dict(config2)
+                base = "cnn_control" if cfg2.get("lr_after") not in (None, cfg2.get("lr")) else "cnn"
+                second = pending(accuracy_claim(sel2, prov2_sel, window2, 5, metric, chance, against=base,
+                                                grid=cfg2.get("switch_times")), in_progress2)
+                second["wall_time"] = wall(["efcn", base], prov2_sel)
                 info2 = describe(prov2_sel, config2)
             registered = cfg_dict.get("name") in JOINT_REGISTERED
             rows[-1] = dict(both_arms(rows[-1], second, registered), claim=5, note=note,
