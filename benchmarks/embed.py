@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 import needle_core as nc
+import needle_core.store
 from needle_core.embedding import _replace, embedded_layers
 from needle_core.layers import FCConv, LCConv, advise_huge_pages
 
@@ -221,15 +222,6 @@ def _rebuilt(elcn: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 # -- main ----------------------------------------------------------------------------------------
 
-def machine() -> str:
-    """The CPU's model name (as lscpu prints it), for the report."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        import platform
-        return platform.processor() or platform.machine()
-
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
@@ -305,7 +297,7 @@ def main() -> None:
 
     names = list(models)
     fl = "floor (zeros + fill_)"
-    print(f"{machine()}: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
+    print(f"{nc.store.machine()['cpu']}: torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; "
           f"{args.clock} time, median (min) of {args.reps} runs ({args.loop_reps} for the loops), interleaved")
     print("eFCN parameters: " + ", ".join(f"{n} {sum(a * b for a, b in shapes[n]):,} weights" for n in names))
     print()

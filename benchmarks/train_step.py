@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import needle_core as nc
+import needle_core.store
 import needle_core.train
 from needle_core.layers import FCConv
 
@@ -294,7 +295,7 @@ def run_roles(args) -> None:
                   f"eval {med['eval']:.3f} s, its products {med['eval products']:.3f} s", flush=True)
             del model, step, variants
             gc.collect()
-    print(f"\nCPU: {machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s); VanillaCNN roles, "
+    print(f"\nCPU: {nc.store.machine()['cpu']}, torch {torch.__version__}, {torch.get_num_threads()} thread(s); VanillaCNN roles, "
           f"batch {BATCH}, SGD lr {LR}; eval: evaluate() on {EVAL_N} inputs; {args.clock} time, medians of "
           f"{args.reps} interleaved runs; glibc keeps freed memory as in training: {args.kept}")
     print(f"{'role':<6}{'width':>6}{'parameters':>14}{'GFLOP/step':>11}{'step s':>9}{'products s':>11}"
@@ -308,16 +309,6 @@ def run_roles(args) -> None:
             ratio = med["step"] / med["step products"]
             print(f"[{'PASS' if ratio <= 1.2 else 'FAIL'}] {role} w{width} step <= 1.2x its matrix products: "
                   f"{ratio:.2f}x")
-
-
-def machine() -> str:
-    """The CPU's model name (as lscpu prints it), for the report."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        import platform
-        return platform.processor() or platform.machine()
 
 
 def run_cpu_malloc_child(args) -> None:

@@ -18,7 +18,6 @@ hardware and wall time produced it.  Nothing here computes a result.
 """
 from __future__ import annotations
 
-import platform
 from typing import Mapping
 
 import matplotlib as mpl
@@ -115,13 +114,9 @@ def hardware(device=None) -> str:
     device = torch.device(device) if device is not None else None
     if device is not None and device.type == "cuda":
         return f"GPU {torch.cuda.get_device_name(device)}"
-    cpu = platform.processor() or platform.machine()
-    try:  # Linux: the model name is in /proc/cpuinfo
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU {cpu}, {torch.get_num_threads()} threads"
+    from .store import machine
+
+    return f"CPU {machine()['cpu']}, {torch.get_num_threads()} threads"
 
 
 def _seconds(value) -> str:
