@@ -64,6 +64,8 @@ class SweepConfig:
     #                               from 0: the authors' code restarts the epoch counter); None: to `epochs`
     train_eval_subset: int | None = None  # train metrics on this many fixed, class-balanced training images; None: all
     readout_every: int = 1  # evaluate every k-th epoch of the read-out window (counted back from a run's last)
+    precision: str = "fp32"  # fp32 | bf16 (autocast: products in bfloat16, weights and SGD in fp32); published
+    #                          stores train in fp32 only (bf16 changes every trained number: a different experiment)
 
     # Claim 6 by trained curves (issue 18, needle_core.landscape.curve_tasks): the t_w whose eFCN → FCN curves,
     # with their controls, are tasks of the sweep's graph ([]: none); images a curve trains on and its barrier
@@ -148,13 +150,16 @@ _NOT_IN_DIGEST = ("name", "data_root", "device", "checkpoint_minutes",
 
 #: Fields added after stores were published, with their defaults: at the default they stay out
 #: of the digest (and a store's recorded config may lack them), so older stores keep theirs.
-_LATER_FIELDS = {"fc_epochs": None, "train_eval_subset": None, "readout_every": 1}
+_LATER_FIELDS = {"fc_epochs": None, "train_eval_subset": None, "readout_every": 1, "precision": "fp32"}
 
 
 def recorded(record: dict, key: str):
     """A field of a store's recorded config, with the default of a field added later."""
     return record.get(key, _LATER_FIELDS.get(key))
 
+
+#: The training precisions (:func:`needle_core.train.autocast`).
+PRECISIONS = ("fp32", "bf16")
 
 #: Seeds are 0 ... 2**31 - 1 (what every RNG accepts; torch's take ``seed * 1_000_003 + epoch``).
 SEED_MAX = 2**31 - 1
@@ -371,6 +376,9 @@ def validate(config: SweepConfig) -> None:
             classes and config.train_eval_subset % classes)):
         fail(f"train_eval_subset={config.train_eval_subset}: use a positive multiple of the classes "
              f"({classes or 'of the data set'}), or null for every training image.")
+    if config.precision not in PRECISIONS:
+        fail(f"precision={config.precision!r}: use fp32 (the paper's, and the only one a published store takes) "
+             f"or bf16 (autocast, for exploring at scale).")
     if not 0 <= config.readout < 1:
         fail(f"readout={config.readout}: the read-out window is a fraction of the epochs in [0, 1) (0: the last epoch).")
     if config.landscape_switch_times:

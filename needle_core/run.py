@@ -94,12 +94,18 @@ def _train_eval_indices(data, size: int | None, seed: int) -> torch.Tensor | Non
         .to(data.device)
 
 
+def _precision(model, config: SweepConfig) -> str:
+    """What the provenance says the run computed in: the weights' dtype, and bf16 autocast if on."""
+    weights = str(next(model.parameters()).dtype)
+    return weights if config.precision == "fp32" else f"{weights} weights, {config.precision} autocast"
+
+
 def _metrics(model, data, config: SweepConfig, epoch: int, run: str, seed: int = 0) -> list[dict]:
     rows = []
     subset = _train_eval_indices(data, config.train_eval_subset, seed)
     x_train, y_train = (data.x_train, data.y_train) if subset is None else (data.x_train[subset], data.y_train[subset])
     for split, x, y in (("train", x_train, y_train), ("test", data.x_test, data.y_test)):
-        loss, acc = evaluate(model, x, y, config.eval_batch_size)
+        loss, acc = evaluate(model, x, y, config.eval_batch_size, config.precision)
         rows += [dict(run=run, epoch=epoch, metric=f"{split}_loss", layer="", value=loss),
                  dict(run=run, epoch=epoch, metric=f"{split}_acc", layer="", value=acc)]
     if config.deviation and next(embedded_layers(model), None) is not None:
@@ -172,7 +178,8 @@ def recreate_switch_checkpoints(branch: RunSpec, config: SweepConfig, store: Res
                     gap = max(gap, abs(row["value"] - recorded[epoch, row["metric"]]))
         if epoch >= last:
             break
-        train_epoch(model, optimizer, data.x_train, data.y_train, config.batch_size, trunk.seed, epoch)
+        train_epoch(model, optimizer, data.x_train, data.y_train, config.batch_size, trunk.seed, epoch,
+                    config.precision)
         epoch += 1
     if gap:
         warnings.warn(f"{trunk.run} re-trained to recreate its switch checkpoints differs from its recorded "
@@ -270,7 +277,8 @@ def _train(spec: RunSpec, config: SweepConfig, store: ResultStore, on_epoch: Cal
                 model=model.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch, rows=rows,
                 wall_time_s=wall + time.monotonic() - started, config_digest=digest, notes=notes))
             last_save = time.monotonic()
-        loss = float(train_epoch(model, optimizer, data.x_train, data.y_train, config.batch_size, spec.seed, epoch))
+        loss = float(train_epoch(model, optimizer, data.x_train, data.y_train, config.batch_size, spec.seed, epoch,
+                                 config.precision))
         epoch += 1
         # The mean mini-batch loss of the epoch: free, and what shows an oscillating run.
         rows.append(dict(run=spec.run, epoch=epoch, metric="epoch_loss", layer="", value=loss))
@@ -284,7 +292,7 @@ def _train(spec: RunSpec, config: SweepConfig, store: ResultStore, on_epoch: Cal
     if config.save_final and status == "done":
         store.save_checkpoint(spec.run, "final", dict(model=model.state_dict(), spec=spec.to_dict()))
     provenance = dict(spec.to_dict(), status=status, diverged_epoch=diverged_epoch, config=config.to_dict(),
-                      config_digest=digest, precision=str(next(model.parameters()).dtype),
+                      config_digest=digest, precision=_precision(model, config),
                       wall_time_s=wall + time.monotonic() - started, **notes, **environment(device))
     store.finish(spec.run, spec.to_dict(), rows, provenance)
     return status

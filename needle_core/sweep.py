@@ -379,6 +379,11 @@ class Sweep:
             raise ValueError(f"{len(todo)} runs of {self.store.root} still need training, on the data set it was made "
                              f"from ({self.record['dataset_identity']}), which is not here: {self.missing_data}") \
                 from None
+        if self.config.precision != "fp32" and published(self.store.root):
+            raise ValueError(f"{self.store.root} is a published result store (tracked by git) and precision="
+                             f"{self.config.precision!r}: published editions train in fp32 only (bf16 changes every "
+                             f"trained number). Write to a scratch store instead (--out runs/scratch-bf16, or a "
+                             f"folder git ignores), or set precision=fp32.")
         commit = git_commit()
         if commit and commit.endswith("-dirty") and published(self.store.root) and not self.allow_dirty:
             raise ValueError(f"{self.store.root} is a published result store (tracked by git) and the working tree "

@@ -1,6 +1,7 @@
 """Training and evaluation on tensors that live on the training device."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import sys
 
@@ -9,16 +10,32 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
+    """The forward pass's precision: ``"fp32"`` leaves everything in fp32 (a null context);
+    ``"bf16"`` runs the matrix products (linear, conv, matmul) in bfloat16 under
+    ``torch.autocast`` while the weights, their gradients and the SGD update stay fp32.  On a
+    CPU with avx512_bf16 or AMX, and on a GPU, bf16 products run faster; every trained
+    number changes (benchmarks/precision.py measures how much)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision != "bf16":
+        raise ValueError(f"precision={precision!r}: use fp32 or bf16.")
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> tuple[float, float]:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000,
+             precision: str = "fp32") -> tuple[float, float]:
     """``(mean cross-entropy loss, accuracy in [0, 1])`` of ``model`` in eval mode on the
-    whole of ``x`` ``(N, C, H, W)``, ``y`` ``(N,)``; the model's train/eval mode is restored."""
+    whole of ``x`` ``(N, C, H, W)``, ``y`` ``(N,)``; the model's train/eval mode is restored.
+    The loss is summed in fp64 from the logits whatever the ``precision`` of the forward."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
     correct = torch.zeros((), dtype=torch.int64, device=x.device)
     for start in range(0, len(x), batch_size):
-        logits = model(x[start:start + batch_size])
+        with autocast(precision, x.device):
+            logits = model(x[start:start + batch_size])
         target = y[start:start + batch_size]
         loss_sum += F.cross_entropy(logits.double(), target, reduction="sum")
         correct += (logits.argmax(1) == target).sum()
@@ -48,9 +65,10 @@ def epoch_generator(seed: int, epoch: int, device: torch.device | str = "cpu") -
 
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                batch_size: int, seed: int, epoch: int) -> torch.Tensor:
+                batch_size: int, seed: int, epoch: int, precision: str = "fp32") -> torch.Tensor:
     """One epoch of SGD over a seeded permutation of ``(x, y)``; returns the mean training
-    loss as a 0-d tensor on the device (no host synchronisation per step).
+    loss as a 0-d tensor on the device (no host synchronisation per step).  ``precision``:
+    the forward's (:func:`autocast`); the backward follows it, the update is fp32.
 
     Dropout draws from the global RNG, which is re-seeded from (seed, epoch) for the same
     reason as :func:`epoch_generator`.
@@ -61,7 +79,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Ten
     model.train()
     total = torch.zeros((), dtype=torch.float64, device=x.device)
     for idx in batches(len(x), batch_size, epoch_generator(seed, epoch, x.device)):
-        loss = F.cross_entropy(model(x[idx]), y[idx])
+        with autocast(precision, x.device):
+            loss = F.cross_entropy(model(x[idx]), y[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -58,7 +58,7 @@ def test_fields_added_later_leave_the_digest_alone_at_their_defaults():
     old = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_DIGEST and k not in _LATER_FIELDS}
     old["switch_times"], old["dataset"] = sorted(set(old["switch_times"])), identity(config.dataset)
     assert config.digest() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:10]
-    for other in (dict(fc_epochs=2), dict(train_eval_subset=100), dict(readout_every=2)):
+    for other in (dict(fc_epochs=2), dict(train_eval_subset=100), dict(readout_every=2), dict(precision="bf16")):
         assert tiny(**other).digest() != config.digest(), other
 
 
@@ -197,3 +197,23 @@ def test_reproduce_on_a_clone_without_the_data_renders_the_edition_pages_read_on
     assert all(params["train"] is False for _, params in calls)
     assert calls[1][1]["second_arm"] == "cpu-lr"  # a page's own parameters (copies: tests/test_book.py)
     assert "re-rendering the finished runs" in capsys.readouterr().err
+
+
+def test_bf16_is_a_scratch_experiment_never_a_published_one(tmp_path):
+    # bf16 autocast changes every trained number: a sweep in it runs and says so in its
+    # provenance, while a published store (tracked by git) refuses it before training anything.
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        tiny(precision="fp16")
+    frame = Sweep(tiny(precision="bf16"), tmp_path / "scratch").run(progress=False, only=["*/efcn-t2"])
+    fp32 = Sweep(tiny(), tmp_path / "scratch-fp32").run(progress=False, only=["*/efcn-t2"])
+    prov = ResultStore(tmp_path / "scratch").run_provenance("vanilla-w4-n250-s0/efcn-t2")
+    assert prov["precision"] == "torch.float32 weights, bf16 autocast" and prov["config"]["precision"] == "bf16"
+    assert ResultStore(tmp_path / "scratch-fp32").run_provenance("vanilla-w4-n250-s0/cnn")["precision"] == \
+        "torch.float32"
+    loss = lambda f: f[(f.metric == "test_loss")].sort_values(["run", "epoch"])["value"].to_numpy()  # noqa: E731
+    assert len(loss(frame)) == len(loss(fp32)) and (loss(frame) != loss(fp32)).any()  # another experiment
+    assert abs(loss(frame) - loss(fp32)).max() < 0.02  # the same network a few bf16 roundings away (0.0017 measured)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    with pytest.raises(ValueError, match="published editions train in fp32 only"):
+        Sweep(tiny(precision="bf16"), tmp_path / "runs" / "cpu").run(progress=False)
+    assert not ResultStore(tmp_path / "runs" / "cpu").finished_runs()
