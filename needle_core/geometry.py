@@ -109,18 +109,6 @@ class ConvGeometry:
         alive = self.alive.contiguous()
         return alive.as_strided((*self.out_hw, *self.kernel), (sh * wp, sw, dh * wp, dw))
 
-    def alive_box(self) -> tuple[slice, slice] | None:
-        """The live part of the padded input as two slices, when it is a rectangle.
-
-        Padding only ever kills a frame, so this is the common case and lets norms over live
-        columns use a strided view instead of a gather.  ``None`` when it is not a rectangle.
-        """
-        rows = self.alive.any(1).nonzero().flatten()
-        cols = self.alive.any(0).nonzero().flatten()
-        if len(rows) == 0:
-            return slice(0, 0), slice(0, 0)
-        box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
-        return box if bool(self.alive[box].all()) and int(self.alive.sum()) == self.alive[box].numel() else None
 
 
 def as_4d(x: torch.Tensor, dim: int) -> torch.Tensor:

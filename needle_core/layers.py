@@ -299,15 +299,20 @@ class FCConv(EmbeddedConv):
         # exact (no cancellation between two big norms) and no full-size temporary.  The
         # band is scattered through the matrix, so reading it is slow: reuse a caller's copy.
         # Through .data: the weight is the same on return, so autograd must not see a write.
+        # Live columns are picked by a 0/1 mask over whole rows, a few rows at a time: a
+        # strided view of the live part (runs of a map's width) read 8x slower on one thread.
         with torch.no_grad():
-            band = self.band_of(self.geometry, self.weight.data)
+            weight = self.weight.data
+            band = self.band_of(self.geometry, weight)
             saved = band.clone() if band_copy is None else band_copy
             band.zero_()
             try:
-                cols = self._columns(self.weight.data)
-                box = self.geometry.alive_box()
-                live = cols[:, :, box[0], box[1]] if box else cols[:, :, self.geometry.alive]
-                return float(torch.linalg.vector_norm(live)) ** 2 if live.numel() else 0.0
+                live = self.geometry.alive.to(weight).expand(self.geometry.in_channels, -1, -1).reshape(-1)
+                rows = max(1, (1 << 18) // max(weight.shape[1], 1))  # ~1 MB of fp32 per product: stays in cache
+                total = 0.0
+                for start in range(0, weight.shape[0], rows):
+                    total += float(torch.linalg.vector_norm(weight[start:start + rows] * live)) ** 2
+                return total
             finally:
                 band.copy_(saved)
 

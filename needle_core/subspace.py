@@ -48,7 +48,17 @@ def _mean_mask(layer: EmbeddedConv) -> torch.Tensor:
     """``(1, 1, Ho, Wo, 1, kh, kw)``: the copies that enter the mean: the live ones, or all
     of them for a kernel entry that only ever reads padding."""
     alive = layer.geometry.copy_alive()  # the geometry's masks live on the CPU
-    return (alive | ~alive.any(0).any(0)).to(layer.weight)[None, None, :, :, None]
+    return _per_copy(layer, alive | ~alive.any(0).any(0))
+
+
+def _per_copy(layer: EmbeddedConv, mask: torch.Tensor) -> torch.Tensor:
+    """A ``(Ho, Wo, kh, kw)`` mask as ``(1, 1, Ho, Wo, Cg, kh, kw)`` in the weight's dtype,
+    materialised over ``Cg``: a product with a band chunk then broadcasts over whole
+    contiguous blocks of ``Ho*Wo*Cg*kh*kw`` instead of runs of ``kh*kw`` (about 8x faster
+    on one CPU thread for AlexNet; the same numbers bit for bit)."""
+    cg = layer.geometry.band_shape[4]
+    mask = mask.to(layer.weight)[:, :, None].expand(mask.shape[0], mask.shape[1], cg, *mask.shape[2:])
+    return mask.contiguous()[None, None]
 
 
 def _chunks(layer: EmbeddedConv, size: int = 1 << 21, band: torch.Tensor | None = None):
@@ -95,7 +105,7 @@ def layer_sq_norms(layer: EmbeddedConv) -> dict[str, float]:
     ``dead`` (squared norm of the dead weights) and the counts."""
     mask = _mean_mask(layer)
     alive = layer.geometry.copy_alive()
-    alive = None if bool(alive.all()) else alive.to(mask)[None, None, :, :, None]
+    alive = None if bool(alive.all()) else _per_copy(layer, alive)
     # An eFCN's band is scattered through the dense matrix and slow to read: gather it once
     # into contiguous memory for the sums below, and hand the copy to off_band_sq_norm,
     # which needs one to put the band back after zeroing it.
