@@ -648,6 +648,18 @@ def curve_records(root) -> pd.DataFrame:
     return pd.DataFrame([json.loads(f.read_text()) for f in files])
 
 
+def wall_times(root) -> dict[str, float]:
+    """Seconds the store's landscape measurements took, summed over their records: ``string``
+    (the string-path points, :func:`records`) and ``curve`` (the curve tasks,
+    :func:`curve_records`); 0.0 where nothing was measured."""
+    def total(frame: pd.DataFrame) -> float:
+        if frame.empty or "wall_time_s" not in frame:
+            return 0.0
+        return float(pd.to_numeric(frame["wall_time_s"], errors="coerce").fillna(0).sum())
+
+    return dict(string=total(records(root)), curve=total(curve_records(root)))
+
+
 KEYS = ["pair", "arch", "width", "n_train", "seed", "other", "switch_time"]
 
 

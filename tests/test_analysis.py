@@ -420,7 +420,8 @@ def test_claim_6_from_the_string_barriers(barriers, verdict):
 def scorecard():
     df = sweep_frame(efcn_gain=0.05, switch_times=(0, 3, 5))
     land = landscape_of({0: [0.3, 0.32, 0.31], 3: [0.2, 0.22, 0.25]})
-    return analysis.claims(df, provenance_of(df), CONFIG, landscape=land).set_index("claim")
+    return analysis.claims(df, provenance_of(df), CONFIG, landscape=land,
+                           landscape_seconds=dict(string=5266.7, curve=0.0)).set_index("claim")
 
 
 def test_scorecard_has_every_claim_its_words_and_its_provenance(scorecard):
@@ -433,6 +434,7 @@ def test_scorecard_has_every_claim_its_words_and_its_provenance(scorecard):
     assert scorecard.loc[6, "verdict"] == "inconclusive"  # the uncontrolled barrier rule met (post hoc)
     assert scorecard.loc[2, "verdict"] == "not a claim"
     assert scorecard.loc[4, "profile"] == "handmade" and scorecard.loc[4, "wall_time"] == 2.0 * 12  # fcn + 3 efcn
+    assert scorecard.loc[6, "wall_time"] == 5266.7  # decided by the string: its measuring time
     assert scorecard.loc[1, "abstract"].startswith("(our summary, not a quote)")
     assert "chance 0.100" in scorecard.loc[4, "note"] and "says nothing" not in scorecard.loc[4, "note"]
 

@@ -42,6 +42,8 @@ def test_each_scan_has_its_provenance(store):
     [row] = landscape.records(store).to_dict("records")
     assert row["status"] == "done" and row["scanned"] and row["settings"] == prov["settings"]
     assert (row["seed"], row["switch_time"]) == (0, 2)
+    # the scorecard's claim 6 reports this time (it once said 0.0 s for 5,267 s of measuring)
+    assert landscape.wall_times(store) == dict(string=prov["wall_time_s"], curve=0.0)
 
 
 def test_what_is_missing_and_the_command_that_measures_it(store):
@@ -147,6 +149,7 @@ def test_curve_tasks_join_an_existing_store_without_redoing_its_runs(curved):
     assert {p: p.stat().st_mtime_ns for p in root.rglob("provenance.json")} == stamps
     records = landscape.curve_records(root)
     assert len(records) == 5 and set(records["status"]) == {"done"}
+    assert landscape.wall_times(root)["curve"] == pytest.approx(records["wall_time_s"].sum()) and records["wall_time_s"].gt(0).all()
     assert records["config_digest"].eq(CURVES.digest()).all()
     assert records["settings"].iloc[0] == landscape.curve_settings(CURVES)
     assert records["n_curve"].eq(100).all()
