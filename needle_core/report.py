@@ -390,6 +390,10 @@ def measured(claim: int, card_row, results: Results, arm2: Results | None = None
                     f"{per.control.min():.3f} to {per.control.max():.3f}; their paired difference is "
                     f"{_number(per['mean'].min())} to {_number(per['mean'].max())} (the rule's margin: 0.05).")
         if barriers is None or not len(barriers):
+            planned = getattr(results.config, "landscape_switch_times", None)
+            if planned and results.curves_pending:  # registered, still to be measured: say so, not "none"
+                return (f"Trained curves eFCN → FCN, with their controls, pre-registered at t_w = "
+                        f"{', '.join(map(str, planned))}: {results.curves_pending}.")
             return "No landscape measurements in this store."
         b = barriers[(barriers.method == "string") & (barriers.path == "efcn-fcn")] \
             if "path" in barriers and (barriers.path == "efcn-fcn").any() else barriers[barriers.method == "string"]

@@ -836,6 +836,17 @@ def test_a_page_refuses_seeds_it_cannot_show(tmp_path):
     assert page.curves_pending is None  # the cpu profile plans no trained curves
     assert report.provenance_rows(page)["campaign"] == page.pending
     assert report.load("cpu", REPO / "runs" / "cpu", overrides, train=False, in_progress=True).pending is None
+    # claim 6 planned but not yet measured reads as planned, not as "no measurements"
+    from types import SimpleNamespace
+
+    def results(times, pending):
+        return SimpleNamespace(config=SimpleNamespace(landscape_switch_times=times), configurations=lambda: [{}],
+                               frame=None, curves_pending=pending)
+
+    waiting = results([9, 49, 151], "trained curves in progress: 0 of 24 measured")
+    assert report.measured(6, object(), waiting) == ("Trained curves eFCN → FCN, with their controls, pre-registered "
+                                                     "at t_w = 9, 49, 151: trained curves in progress: 0 of 24 measured.")
+    assert report.measured(6, object(), results([], None)) == "No landscape measurements in this store."
 
 
 def test_tables_are_numbered_by_the_chapter_of_their_page():
