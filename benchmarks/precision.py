@@ -63,7 +63,7 @@ def effect(args) -> None:
             ends = analysis.readout(frame, "test_acc", config)
             reads[precision] = ends.set_index("role")["readout"]
             delta = analysis.readout(frame, "delta", config)
-            deltas[precision] = float(delta[delta["layer"] == "network"]["readout"].iloc[0])
+            deltas[precision] = float(delta[(delta["layer"] == "network") & (delta["role"] == "efcn")]["readout"].item())
             prov = ResultStore(Path(scratch) / precision).provenance()
             assert set(prov["precision"]) == {"torch.float32" if precision == "fp32"
                                               else "torch.float32 weights, bf16 autocast"}

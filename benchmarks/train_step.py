@@ -77,8 +77,10 @@ class Step:
         self.x, self.y = x, y
         kwargs = {} if fused is None else dict(fused=fused)
         self.opt = torch.optim.SGD(model.parameters(), lr=LR, foreach=foreach, **kwargs)
-        self.autocast = ((lambda: torch.autocast(x.device.type, dtype=autocast_dtype))
-                         if autocast_dtype is not None else contextlib.nullcontext)
+        if autocast_dtype not in (None, torch.bfloat16):
+            raise ValueError(f"autocast_dtype {autocast_dtype}: the sweeps know fp32 and bf16 only")
+        precision = "fp32" if autocast_dtype is None else "bf16"
+        self.autocast = lambda: needle_core.train.autocast(precision, x.device)  # the sweeps' own
 
     def __call__(self):
         with self.autocast():

@@ -64,7 +64,8 @@ class SweepConfig:
     #                               from 0: the authors' code restarts the epoch counter); None: to `epochs`
     train_eval_subset: int | None = None  # train metrics on this many fixed, class-balanced training images; None: all
     readout_every: int = 1  # evaluate every k-th epoch of the read-out window (counted back from a run's last)
-    precision: str = "fp32"  # fp32 | bf16 (autocast: products in bfloat16, weights and SGD in fp32); published
+    precision: str = "fp32"  # fp32 | bf16 (autocast: products in bfloat16; weights, their gradients' storage and
+    #                          SGD in fp32) for the runs; landscape paths always train and read in fp32.  Published
     #                          stores train in fp32 only (bf16 changes every trained number: a different experiment)
 
     # Claim 6 by trained curves (issue 18, needle_core.landscape.curve_tasks): the t_w whose eFCN → FCN curves,

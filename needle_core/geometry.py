@@ -110,7 +110,6 @@ class ConvGeometry:
         return alive.as_strided((*self.out_hw, *self.kernel), (sh * wp, sw, dh * wp, dw))
 
 
-
 def as_4d(x: torch.Tensor, dim: int) -> torch.Tensor:
     """``(N, C, L) -> (N, C, 1, L)`` for 1-d maps; 2-d maps pass through."""
     return x.unsqueeze(2) if dim == 1 else x

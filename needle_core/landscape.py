@@ -648,13 +648,18 @@ def curve_records(root) -> pd.DataFrame:
     return pd.DataFrame([json.loads(f.read_text()) for f in files])
 
 
-def wall_times(root) -> dict[str, float]:
-    """Seconds the store's landscape measurements took, summed over their records: ``string``
-    (the string-path points, :func:`records`) and ``curve`` (the curve tasks,
+def wall_times(root, cfg: dict | None = None) -> dict[str, float]:
+    """Seconds the store's landscape measurements took, summed over their records (of the
+    configuration ``cfg``, its arch, width and n_train, when given): ``string`` (the
+    string-path points, :func:`records`) and ``curve`` (the curve tasks,
     :func:`curve_records`); 0.0 where nothing was measured."""
+    from .analysis.readouts import select
+
     def total(frame: pd.DataFrame) -> float:
         if frame.empty or "wall_time_s" not in frame:
             return 0.0
+        if cfg is not None:
+            frame = frame[select(frame, cfg)]
         return float(pd.to_numeric(frame["wall_time_s"], errors="coerce").fillna(0).sum())
 
     return dict(string=total(records(root)), curve=total(curve_records(root)))

@@ -171,7 +171,7 @@ def scorecard(page: Results, arm2: Results | None = None) -> tuple[pd.DataFrame,
                            curve_traces=landscape.curve_traces(page.root),
                            arm2=arm2 and (arm2.frame, arm2.runs, arm2.config, arm2.pending),
                            in_progress=page.pending, curves_in_progress=page.curves_pending,
-                           landscape_seconds=landscape.wall_times(page.root))
+                           landscape_seconds=lambda cfg: landscape.wall_times(page.root, cfg))
     return card, barriers, curves
 
 

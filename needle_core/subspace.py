@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .embedding import embedded_layers
-from .layers import EmbeddedConv
+from .layers import EmbeddedConv, sq_norm
 
 
 def _centred(x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +45,7 @@ def _centred(x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.T
 
 
 def _mean_mask(layer: EmbeddedConv) -> torch.Tensor:
-    """``(1, 1, Ho, Wo, 1, kh, kw)``: the copies that enter the mean: the live ones, or all
+    """``(1, 1, Ho, Wo, Cg, kh, kw)``: the copies that enter the mean: the live ones, or all
     of them for a kernel entry that only ever reads padding."""
     alive = layer.geometry.copy_alive()  # the geometry's masks live on the CPU
     return _per_copy(layer, alive | ~alive.any(0).any(0))
@@ -93,11 +93,6 @@ def project(model: nn.Module, inplace: bool = False) -> nn.Module:
     return model
 
 
-def _sq(x: torch.Tensor) -> float:
-    """Squared norm as a Python float (torch's cascade summation: ~1e-7 relative in float32)."""
-    return float(torch.linalg.vector_norm(x)) ** 2
-
-
 @torch.no_grad()
 def layer_sq_norms(layer: EmbeddedConv) -> dict[str, float]:
     """Squared norms over live weights (bias included): ``norm``, ``loc`` (off the
@@ -116,16 +111,16 @@ def layer_sq_norms(layer: EmbeddedConv) -> dict[str, float]:
         spread = _centred(chunk, mask)[1]
         if alive is not None:
             chunk, spread = chunk * alive, spread * alive
-        in_band += _sq(chunk)
-        ws += _sq(spread)
+        in_band += sq_norm(chunk)
+        ws += sq_norm(spread)
     loc = layer.off_band_sq_norm(None if saved is band else saved)
     del saved
     norm = in_band + loc
     if layer.bias is not None:  # every bias copy is live: spread around the mean only
         b = layer.bias_band
-        norm += _sq(b)
-        ws += _sq(_centred(b)[1])
-    total = sum(_sq(p) for p in layer.parameters())
+        norm += sq_norm(b)
+        ws += sq_norm(_centred(b)[1])
+    total = sum(sq_norm(p) for p in layer.parameters())
     return dict(norm=norm, loc=loc, ws=ws, dead=max(total - norm, 0.0),
                 n_weights=sum(p.numel() for p in layer.parameters()), n_dead=layer.dead_count())
 

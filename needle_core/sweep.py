@@ -203,6 +203,11 @@ class Sweep:
                 raise ValueError(f"unknown executor {executor!r}: choose one of {sorted(EXECUTORS)}.")
             executor = EXECUTORS[executor]
         self.executor = executor
+        if config.precision != "fp32" and published(self.store.root):  # before the store's own checks
+            raise ValueError(f"{self.store.root} is a published result store (tracked by git) and precision="
+                             f"{config.precision!r}: published editions train in fp32 only (bf16 changes every "
+                             f"trained number). Write to a scratch store instead (--out runs/scratch-bf16, or a "
+                             f"folder git ignores), or set precision=fp32.")
         self.missing_data: Exception | None = None  # set when the data set is not on this machine
         self.digest = self._digest()
         self._check_store()
@@ -244,10 +249,12 @@ class Sweep:
             running = f"; a sweep writes it now: {lock.holder()}" if lock.held() else ""
         record = self.record
         if record is not None and record["digest"] != self.digest:
-            from .config import _NOT_IN_DIGEST
+            from .config import _NOT_IN_DIGEST, recorded
 
+            # Over the fields of both: a store made before a field existed records none (its default).
             mine = self.config.to_dict()
-            differ = sorted(k for k, v in record["config"].items() if k not in _NOT_IN_DIGEST and mine.get(k) != v)
+            differ = sorted(k for k in set(record["config"]) | set(mine)
+                            if k not in _NOT_IN_DIGEST and mine.get(k) != recorded(record["config"], k))
             if not differ or differ == ["dataset"]:  # the same config on other data (or another copy of it)
                 raise ValueError(f"{self.store.root} was made from another data set ({record['dataset_identity']}) "
                                  f"than {self.config.dataset!r} ({_identity_or_missing(self.config.dataset)}): "
@@ -347,9 +354,15 @@ class Sweep:
             raise ValueError(f"output folder {self.store.root} cannot be written ({probe}: {error.strerror}): give a "
                              f"folder you can write (--out).") from None
         try:
-            resolve_device(self.config.device)
+            device = resolve_device(self.config.device)
         except RuntimeError as error:
             raise ValueError(f"invalid sweep config: {error}") from None
+        if self.config.precision == "bf16" and device.type == "cuda":
+            import torch
+
+            if not torch.cuda.is_bf16_supported():
+                raise ValueError(f"invalid sweep config: precision='bf16' but {torch.cuda.get_device_name(device)} has "
+                                 "no bf16 support: use precision=fp32, or a GPU from Ampere on.")
         if self.missing_data is not None:
             return  # _may_write says so, with the number of runs to do
         try:
@@ -379,11 +392,6 @@ class Sweep:
             raise ValueError(f"{len(todo)} runs of {self.store.root} still need training, on the data set it was made "
                              f"from ({self.record['dataset_identity']}), which is not here: {self.missing_data}") \
                 from None
-        if self.config.precision != "fp32" and published(self.store.root):
-            raise ValueError(f"{self.store.root} is a published result store (tracked by git) and precision="
-                             f"{self.config.precision!r}: published editions train in fp32 only (bf16 changes every "
-                             f"trained number). Write to a scratch store instead (--out runs/scratch-bf16, or a "
-                             f"folder git ignores), or set precision=fp32.")
         commit = git_commit()
         if commit and commit.endswith("-dirty") and published(self.store.root) and not self.allow_dirty:
             raise ValueError(f"{self.store.root} is a published result store (tracked by git) and the working tree "

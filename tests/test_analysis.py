@@ -421,7 +421,7 @@ def scorecard():
     df = sweep_frame(efcn_gain=0.05, switch_times=(0, 3, 5))
     land = landscape_of({0: [0.3, 0.32, 0.31], 3: [0.2, 0.22, 0.25]})
     return analysis.claims(df, provenance_of(df), CONFIG, landscape=land,
-                           landscape_seconds=dict(string=5266.7, curve=0.0)).set_index("claim")
+                           landscape_seconds=lambda cfg: dict(string=5266.7, curve=0.0)).set_index("claim")
 
 
 def test_scorecard_has_every_claim_its_words_and_its_provenance(scorecard):

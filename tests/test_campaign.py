@@ -210,6 +210,11 @@ def test_bf16_is_a_scratch_experiment_never_a_published_one(tmp_path):
     assert prov["precision"] == "torch.float32 weights, bf16 autocast" and prov["config"]["precision"] == "bf16"
     assert ResultStore(tmp_path / "scratch-fp32").run_provenance("vanilla-w4-n250-s0/cnn")["precision"] == \
         "torch.float32"
+    from needle_core import analysis  # every caption of its pages says so
+
+    store = ResultStore(tmp_path / "scratch")
+    assert analysis.describe(store.provenance(), tiny(precision="bf16"))["data"].endswith(", bf16 autocast")
+    assert "autocast" not in analysis.describe(store.provenance(), tiny())["data"]
     loss = lambda f: f[(f.metric == "test_loss")].sort_values(["run", "epoch"])["value"].to_numpy()  # noqa: E731
     assert len(loss(frame)) == len(loss(fp32)) and (loss(frame) != loss(fp32)).any()  # another experiment
     assert abs(loss(frame) - loss(fp32)).max() < 0.02  # the same network a few bf16 roundings away (0.0017 measured)
@@ -217,3 +222,15 @@ def test_bf16_is_a_scratch_experiment_never_a_published_one(tmp_path):
     with pytest.raises(ValueError, match="published editions train in fp32 only"):
         Sweep(tiny(precision="bf16"), tmp_path / "runs" / "cpu").run(progress=False)
     assert not ResultStore(tmp_path / "runs" / "cpu").finished_runs()
+
+
+def test_a_store_made_before_a_field_existed_names_that_field_when_a_config_changes_it(tmp_path, monkeypatch):
+    # A store published before `precision` existed records no such key: a bf16 config must be
+    # told it differs in precision, not that it came from "another data set".
+    Sweep(tiny(), tmp_path).run(progress=False, only=["*/cnn"])
+    record = Sweep(tiny(), tmp_path).record
+    old = dict(record, config={k: v for k, v in record["config"].items() if k != "precision"})
+    monkeypatch.setattr(Sweep, "record", property(lambda self: old))
+    Sweep(tiny(), tmp_path)  # the default is what the old store meant
+    with pytest.raises(ValueError, match=r"another config \(differs in precision;"):
+        Sweep(tiny(precision="bf16"), tmp_path)

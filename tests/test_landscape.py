@@ -44,6 +44,8 @@ def test_each_scan_has_its_provenance(store):
     assert (row["seed"], row["switch_time"]) == (0, 2)
     # the scorecard's claim 6 reports this time (it once said 0.0 s for 5,267 s of measuring)
     assert landscape.wall_times(store) == dict(string=prov["wall_time_s"], curve=0.0)
+    assert landscape.wall_times(store, dict(arch="vanilla", width=4, n_train=500)) == landscape.wall_times(store)
+    assert landscape.wall_times(store, dict(arch="vanilla", width=8, n_train=500))["string"] == 0.0
 
 
 def test_what_is_missing_and_the_command_that_measures_it(store):
@@ -177,6 +179,13 @@ def test_curve_results_traces_and_the_decision(curved):
     decision = landscape.curve_claim(frame)
     assert decision["verdict"] == "inconclusive" or decision["verdict"] in ("reproduces", "contradicted")
     assert list(decision["per_tw"]["switch_time"]) == [2] and decision["per_tw"]["n"].item() == 2
+    # on the scorecard, claim 6 decided by the curves reports the curves' measuring time
+    from needle_core import report
+
+    page = report.load("smoke", root, {"seeds": [0, 1], "switch_times": [0, 2], "kinds": ["fc"],
+                                       "landscape_switch_times": [2], "landscape_n_train": 100}, train=False)
+    card = report.scorecard(page)[0].set_index("claim")
+    assert card.loc[6, "wall_time"] == pytest.approx(landscape.curve_records(root)["wall_time_s"].sum())
 
 
 def test_a_fresh_clone_recreates_the_endpoints_of_a_missing_curve_only(curved, tmp_path):

@@ -42,7 +42,8 @@ def describe(provenance: pd.DataFrame, config=None, runs: Iterable[str] | None =
         seeds = cfg["seeds"]
         data = (f"{dataset_label(cfg['dataset'])} ({n_train} train / {n_test} test), {nets}, {len(seeds)} seeds "
                 f"({', '.join(map(str, seeds))}), {cfg['epochs']} epochs, batch {cfg.get('batch_size', 250)}, lr {cfg['lr']:g}"
-                + (f"→{cfg['lr_after']:g}" if cfg.get("lr_after") is not None else ""))
+                + (f"→{cfg['lr_after']:g}" if cfg.get("lr_after") is not None else "")
+                + (f", {cfg['precision']} autocast" if cfg.get("precision", "fp32") != "fp32" else ""))
         profile = cfg.get("name", "custom")
     else:
         nets = ", ".join(sorted({f"{a} w{w}" for a, w in zip(prov.get("arch", []), prov.get("width", []))}))

@@ -4,7 +4,7 @@ reading of claim 5 over the campaign's two arms (:func:`both_arms`, :data:`JOINT
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import pandas as pd
 
@@ -69,7 +69,7 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
            landscape: pd.DataFrame | None = None, arm2: tuple | None = None,
            curves: pd.DataFrame | None = None, curve_traces: pd.DataFrame | None = None,
            in_progress: str | None = None, curves_in_progress: str | None = None,
-           landscape_seconds: dict | None = None) -> pd.DataFrame:
+           landscape_seconds: Callable[[dict], dict] | None = None) -> pd.DataFrame:
     """The scorecard: one row per claim of paper.md §1 and per configuration (arch, width,
     n_train), decided by the pre-registered rules (book/preregistration.md, :data:`RULES`).
 
@@ -94,8 +94,8 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
     ``curves_in_progress``: its trained curves are still being measured (claim 6 pending).
     ``in_progress``: the campaign is still
     training (what has landed, in words): the sampled claims are *pending* (:func:`pending`).
-    ``landscape_seconds``: :func:`needle_core.landscape.wall_times` of the store, claim 6's
-    measuring time (the curves' when they decide it, else the string's).
+    ``landscape_seconds``: a configuration's :func:`needle_core.landscape.wall_times`, claim
+    6's measuring time (the curves' when they decide it, else the string's).
     """
     import time
 
@@ -152,7 +152,8 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
         planned = cfg_dict.get("landscape_switch_times") or []  # the curves' t_w, fixed before any curve
         six = curve_barrier_claim(curves, cfg, curve_traces, planned or None)
         rows.append(dict(pending(six or landscape_claim(landscape, cfg), curves_in_progress, planned=bool(planned)),
-                         claim=6, wall_time=(landscape_seconds or {}).get("curve" if six else "string", 0.0)))
+                         claim=6, wall_time=(landscape_seconds(cfg) if landscape_seconds else {}).get(
+                             "curve" if six else "string", 0.0)))
         start = time.perf_counter()
         rows.append(dict(size_claim(cfg), claim=7, wall_time=time.perf_counter() - start, **computed,
                          data=f"{cfg['arch']}, w{cfg['width']} and w64, counted on the meta device"))
