@@ -629,8 +629,9 @@ def claims_provenance(card: pd.DataFrame) -> dict:
     out = {}
     for r in card.itertuples():
         trained = str(r.profile).startswith("none")
+        doing = "measuring the landscape" if r.claim == 6 else "training"  # claim 6 trains paths, not runs
         out[f"claim {r.claim}"] = (f"{r.profile}; {r.data}; {r.hardware}"
-                                   + ("" if trained else f"; {_seconds(float(r.wall_time))} of training"))
+                                   + ("" if trained else f"; {_seconds(float(r.wall_time))} of {doing}"))
     return out
 
 
