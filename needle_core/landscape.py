@@ -168,8 +168,8 @@ def measure(config: SweepConfig, root, switch_times: list[int], seeds: list[int]
     """Scan both paths for every seed (default: the config's) and switch time, skipping
     those already stored; returns :func:`scans` of the store.
 
-    ``n_eval``: images of each split (the first of the run's own subsets) every point is
-    evaluated on; the string trains on the whole training subset with the sweep's batch size
+    ``n_eval``: images of each split (class-balanced, :func:`eval_images`, from the run's own
+    subsets) every point is evaluated on; the string trains on the whole training subset with the sweep's batch size
     and learning rate (generator seeded 0: deterministic on a CPU).
     """
     from .data import load
@@ -205,7 +205,7 @@ def measure(config: SweepConfig, root, switch_times: list[int], seeds: list[int]
         rows = _scan_all(_endpoints(base, states, data, device), data, config, methods,
                          n_points, string_points, string_steps, spring, n_eval)
         settings = dict(methods=list(methods), n_points=n_points, string_points=string_points,
-                        string_steps=string_steps, spring=spring, n_eval=n_eval)
+                        string_steps=string_steps, spring=spring, n_eval=n_eval, eval_images=EVAL_IMAGES)
         # the record before the rows: killed in between, the rows are missing and measured again
         write_record("done", settings=settings, wall_time_s=time.perf_counter() - tick)
         atomic_write_bytes(path, parquet_bytes(rows.assign(**base, switch_time=t)))
@@ -214,10 +214,31 @@ def measure(config: SweepConfig, root, switch_times: list[int], seeds: list[int]
     return scans(root)
 
 
+#: How the images a path is read on are chosen (recorded in every record's settings): a record
+#: without it (measured before 2026-12-06) read the first ``n_eval`` of each split, which for a
+#: data set stored by class (the CIFAR-10 JPEG copy) are its first classes only.
+EVAL_IMAGES = "class-balanced"
+
+
+def eval_images(x: torch.Tensor, y: torch.Tensor, n: int | None, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` class-balanced images of ``(x, y)``, drawn once with a generator seeded 0 (the
+    same for every path of a store), or all of them when ``n`` is None or not smaller.  Not
+    the split's first ``n``: an ImageFolder split is stored class by class, so the first 2,000
+    of the JPEG copy's test images are two classes."""
+    from .data import balanced_subset
+
+    if n is None or n >= len(y):
+        return x, y
+    per = int(torch.bincount(y.cpu(), minlength=classes).min())
+    n = min(n, classes * per) // classes * classes
+    index = balanced_subset(y.cpu(), n, classes, torch.Generator().manual_seed(0)).to(y.device)
+    return x[index], y[index]
+
+
 def _scan_all(endpoints: dict, data, config: SweepConfig, methods, n_points, string_points, string_steps, spring,
               n_eval) -> pd.DataFrame:
-    splits = {"train": (data.x_train[:n_eval], data.y_train[:n_eval]),
-              "test": (data.x_test[:n_eval], data.y_test[:n_eval])}
+    splits = {"train": eval_images(data.x_train, data.y_train, n_eval, data.num_classes),
+              "test": eval_images(data.x_test, data.y_test, n_eval, data.num_classes)}
     frames = []
     for name, a_name, b_name in PATHS:
         a, b = endpoints[a_name], endpoints[b_name]
@@ -243,16 +264,22 @@ def scans(root) -> pd.DataFrame:
 def results(root) -> pd.DataFrame:
     """The barriers: one row per seed × switch time × path × method, on the training loss,
     columns arch, width, n_train, seed, switch_time, path, method, barrier (nats), loss_a,
-    loss_b (the endpoints' training losses).  Empty when nothing was measured."""
+    loss_b (the endpoints' training losses), eval_images (:data:`EVAL_IMAGES`, or "first" for a
+    point read on each split's first images).  Empty when nothing was measured."""
     rows = scans(root)
-    columns = ["arch", "width", "n_train", "seed", "switch_time", "path", "method", "barrier", "loss_a", "loss_b"]
+    columns = ["arch", "width", "n_train", "seed", "switch_time", "path", "method", "barrier", "loss_a", "loss_b",
+               "eval_images"]
     if rows.empty:
         return pd.DataFrame(columns=columns)
+    point = ["arch", "width", "n_train", "seed", "switch_time"]
+    chosen = {tuple(r[k] for k in point): (r["settings"] or {}).get("eval_images", "first")
+              for r in records(root).to_dict("records") if isinstance(r.get("settings"), dict)}
     out = []
-    keys = ["arch", "width", "n_train", "seed", "switch_time", "path", "method"]
+    keys = point + ["path", "method"]
     for key, g in rows[rows["split"] == "train"].groupby(keys, dropna=False, sort=True):
         loss = g[g["metric"] == "loss"].sort_values("t")["value"]
-        out.append(dict(zip(keys, key), barrier=barrier(g), loss_a=float(loss.iloc[0]), loss_b=float(loss.iloc[-1])))
+        out.append(dict(zip(keys, key), barrier=barrier(g), loss_a=float(loss.iloc[0]), loss_b=float(loss.iloc[-1]),
+                        eval_images=chosen.get(key[:len(point)], "first")))
     return pd.DataFrame(out, columns=columns)
 
 
@@ -394,7 +421,7 @@ def curve_settings(config: SweepConfig) -> dict:
                 check_steps=config.landscape_check_steps,
                 max_steps=config.landscape_max_steps, string_points=STRING_POINTS, spring=SPRING,
                 lr=config.lr, batch_size=config.batch_size, threads=config.threads,
-                methods=list(CURVE_METHODS))
+                methods=list(CURVE_METHODS), test_images=EVAL_IMAGES)
 
 
 def _curve_files(root, spec: CurveSpec) -> dict[str, Path]:
@@ -457,8 +484,8 @@ def _pair_data(config: SweepConfig, spec: CurveSpec, device):
     the two seeds' training subsets (one seed's own subset for a same-seed pair), so that
     every pair, tested or control, is measured on data that is training data for both of its
     ends.  A data set whose seeds share no image (``synthetic``: each seed draws its own)
-    falls back on the first endpoint's training set, and the note says so.  Test images: the
-    first ``landscape_n_test`` of the first seed's test set."""
+    falls back on the first endpoint's training set, and the note says so.  Test images:
+    ``landscape_n_test`` class-balanced ones of the first seed's test set (:func:`eval_images`)."""
     from .data import balanced_subset, load
 
     n = config.landscape_n_train
@@ -490,8 +517,7 @@ def _pair_data(config: SweepConfig, spec: CurveSpec, device):
                              f"for {spec.run}; lower landscape_n_train to at most {classes * int(per)}.")
         index = balanced_subset(y.cpu(), n, classes, g).to(y.device)
         x, y = x[index], y[index]
-    m = config.landscape_n_test
-    return x, y, own.x_test[:m], own.y_test[:m], note, classes
+    return (x, y, *eval_images(own.x_test, own.y_test, config.landscape_n_test, classes), note, classes)
 
 
 def _fc_network(spec: RunSpec, state: dict, shape, classes: int, device) -> torch.nn.Module:

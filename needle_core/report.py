@@ -531,8 +531,9 @@ def landscape_points(page, switch_times=None, seeds=None, train: bool = True, **
 
     scans, barriers, records = (chosen(f(root)) for f in (landscape.scans, landscape.results, landscape.records))
     done = records[(records.status == "done") & records.scanned] if len(records) else records
+    first = "eval_images" in barriers and barriers["eval_images"].eq("first").any()
     return dict(switch_times=switch_times, seeds=seeds, scans=scans, barriers=barriers, records=records,
-                done=done, left=left, note=note)
+                done=done, left=left, note=note, caveat=f"Caveat: {analysis.FIRST_IMAGES}." if first else None)
 
 
 def barrier_table(points: dict, configurations) -> pd.DataFrame:

@@ -5,6 +5,7 @@ import shutil
 
 import pandas as pd
 import pytest
+import torch
 
 from needle_core import landscape
 from needle_core.config import make_config
@@ -37,7 +38,7 @@ def test_each_scan_has_its_provenance(store):
     prov = json.loads(record.read_text())
     assert prov["config_digest"] == CONFIG.digest() and prov["seed"] == 0 and prov["switch_time"] == 2
     assert prov["settings"] == dict(methods=["linear", "string"], n_points=3, string_points=3, string_steps=2,
-                                    spring=0.5, n_eval=100)
+                                    spring=0.5, n_eval=100, eval_images="class-balanced")
     assert prov["wall_time_s"] > 0 and "git_commit" in prov and prov["torch"]
     [row] = landscape.records(store).to_dict("records")
     assert row["status"] == "done" and row["scanned"] and row["settings"] == prov["settings"]
@@ -260,3 +261,23 @@ def test_curve_claim_needs_every_registered_switch_time_and_counts_only_finite_b
     nan = _barriers([0.9, 1.0, 1.1, 0.95], [0.1, float("nan"), float("nan"), float("nan")], times=(2,))
     per = landscape.curve_claim(nan)["per_tw"]
     assert per.n.item() == 2  # seeds 0 and 1 share the one finite control; seeds 2, 3 have none
+
+
+def test_paths_are_read_on_class_balanced_images_not_a_split_s_first():
+    # An ImageFolder split is stored class by class: its first 2,000 images of CIFAR-10 are two
+    # classes, which is what the 20-epoch edition's landscape was read on.
+    y = torch.arange(10).repeat_interleave(100)  # stored by class, as the JPEG copy
+    x = torch.arange(1000).float()[:, None]
+    xs, ys = landscape.eval_images(x, y, 200, 10)
+    assert torch.bincount(ys, minlength=10).tolist() == [20] * 10 and (y[xs[:, 0].long()] == ys).all()
+    assert landscape.eval_images(x, y, 200, 10)[0].equal(xs)  # one fixed draw
+    assert landscape.eval_images(x, y, None, 10)[1] is y and landscape.eval_images(x, y, 5000, 10)[1] is y
+    # the barriers say how they were read; the scorecard flags a point read on the first images
+    from needle_core import analysis
+
+    frame = pd.DataFrame([dict(arch="vanilla", width=4, n_train=500, seed=s, switch_time=2, path="efcn-fcn",
+                               method="string", barrier=0.3 + 0.01 * s, eval_images=e) for s in (0, 1, 2)
+                          for e in ["first"]])
+    cfg = dict(arch="vanilla", width=4, n_train=500)
+    assert "two classes" in analysis.landscape_claim(frame, cfg)["note"]
+    assert "two classes" not in analysis.landscape_claim(frame.assign(eval_images="class-balanced"), cfg)["note"]

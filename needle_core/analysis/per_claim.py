@@ -160,7 +160,16 @@ def landscape_claim(landscape: pd.DataFrame | None, cfg: Mapping) -> dict:
         described.append(f"{method} {path} barrier (95%): "
                          + _per_tw(stats, [f"{_fmt(a)} {_ci(b, c)}" for a, b, c in zip(stats["mean"], lo, hi)]))
     out["note"] = "described, not tested: " + "; ".join(described) if described else ""
+    if "eval_images" in rows and rows["eval_images"].eq("first").any():
+        out["note"] = "; ".join(filter(None, [out["note"], FIRST_IMAGES]))
     return out
+
+
+#: The caveat of a landscape read on each split's first images (records made before 2026-12-06).
+FIRST_IMAGES = ("these barriers were read on the first 2,000 images of each split, which in the CIFAR-10 JPEG "
+                "copy (stored class by class) are two classes, airplane and automobile: a fault found on "
+                "2026-12-06, after they were measured and their weights were gone; later measurements use "
+                "class-balanced images")
 
 
 #: The landscape's pairs (needle_core.landscape.PAIRS) in the book's words.
