@@ -23,7 +23,7 @@ from .config import SweepConfig
 from .embedding import embed, embedded_layers
 from .models import cnn, fcn
 from .store import ResultStore, environment
-from .subspace import deviation
+from .subspace import DEVIATION_VERSION, deviation
 from .switch import switch
 from .train import evaluate, keep_freed_memory, make_optimizer, train_epoch
 
@@ -293,6 +293,7 @@ def _train(spec: RunSpec, config: SweepConfig, store: ResultStore, on_epoch: Cal
         store.save_checkpoint(spec.run, "final", dict(model=model.state_dict(), spec=spec.to_dict()))
     provenance = dict(spec.to_dict(), status=status, diverged_epoch=diverged_epoch, config=config.to_dict(),
                       config_digest=digest, precision=_precision(model, config),
+                      deviation_version=DEVIATION_VERSION if config.deviation else None,
                       wall_time_s=wall + time.monotonic() - started, **notes, **environment(device))
     store.finish(spec.run, spec.to_dict(), rows, provenance)
     return status

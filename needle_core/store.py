@@ -205,7 +205,7 @@ class ResultStore:
             prov = self.run_provenance(run)
             records.append({**self.spec(run, prov),
                             **{k: prov.get(k) for k in ("status", "diverged_epoch", "wall_time_s", "device",
-                                                        "precision", "git_commit", "finished_at",
+                                                        "precision", "deviation_version", "git_commit", "finished_at",
                                                         "config_digest")}})
         return pd.DataFrame(records)
 

@@ -27,6 +27,12 @@ from .embedding import embedded_layers
 from .layers import EmbeddedConv, sq_norm
 
 
+#: What a run's provenance records of how its δ were summed: 2, every norm exact to ~1e-7
+#: (:func:`needle_core.layers.sq_norm`, from 2026-12-06).  A run without it summed each layer's
+#: off-band squares in one fp32 reduction, its δ_loc 2.7-3.4% low at conv1 of a trained w32
+#: eFCN (benchmarks/deviation-bias-2026-12-06.txt).
+DEVIATION_VERSION = 2
+
 def _centred(x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mean, spread)`` of the copies in ``x`` (positions on dims 2 and 3) over ``mask``
     (all copies when None).

@@ -234,3 +234,18 @@ def test_a_store_made_before_a_field_existed_names_that_field_when_a_config_chan
     Sweep(tiny(), tmp_path)  # the default is what the old store meant
     with pytest.raises(ValueError, match=r"another config \(differs in precision;"):
         Sweep(tiny(precision="bf16"), tmp_path)
+
+
+def test_runs_record_how_their_deviation_was_summed_and_older_ones_are_flagged(tmp_path):
+    # δ summed before 2026-12-06 read low (one fp32 reduction per layer): a run says which
+    # summation it used, and claim 3 flags a store whose eFCNs do not say.
+    from needle_core import analysis
+    from needle_core.subspace import DEVIATION_VERSION
+
+    config = tiny()
+    frame = Sweep(config, tmp_path).run(progress=False)
+    prov = ResultStore(tmp_path).provenance()
+    assert prov.loc[prov.role == "efcn", "deviation_version"].eq(DEVIATION_VERSION).all()
+    assert analysis.OLD_DEVIATION not in analysis.deviation_claim(frame, prov, config)["note"]
+    old = prov.assign(deviation_version=None)
+    assert analysis.OLD_DEVIATION in analysis.deviation_claim(frame, old, config)["note"]

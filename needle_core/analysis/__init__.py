@@ -47,7 +47,7 @@ from .comparisons import control_role, paired, paired_seeds
 from .provenance import dataset_label, describe
 from .rules import (BARRIER, RULES, SMALL_DEVIATION, SPIKE_RISE, VERDICTS, Rule, decide, not_measured, pending,
                     sampled_verdict, spikes)
-from .per_claim import (FIRST_IMAGES, LARGE, PAIR_LABELS, SPARSE, _learned, accuracy_claim, curve_barrier_claim, deviation_claim,
+from .per_claim import (FIRST_IMAGES, LARGE, OLD_DEVIATION, PAIR_LABELS, SPARSE, _learned, accuracy_claim, curve_barrier_claim, deviation_claim,
                         exactness, exactness_claim, landscape_claim, size_claim, sizes)
 from .scorecard import (ABSTRACT, ABSTRACT_QUOTE, COLUMNS, JOINT_REGISTERED, JOINT_RULE, PAGES, READING, both_arms,
                         claims)
@@ -59,7 +59,7 @@ __all__ = ["ALPHA", "POWER", "detectable", "interval", "spread", "t_interval",
            "dataset_label", "describe",
            "BARRIER", "RULES", "SMALL_DEVIATION", "SPIKE_RISE", "VERDICTS", "Rule", "decide", "not_measured", "pending",
            "sampled_verdict", "spikes",
-           "FIRST_IMAGES", "LARGE", "PAIR_LABELS", "SPARSE", "accuracy_claim", "curve_barrier_claim", "deviation_claim", "exactness",
+           "FIRST_IMAGES", "LARGE", "OLD_DEVIATION", "PAIR_LABELS", "SPARSE", "accuracy_claim", "curve_barrier_claim", "deviation_claim", "exactness",
            "exactness_claim", "landscape_claim",
            "size_claim", "sizes",
            "ABSTRACT", "ABSTRACT_QUOTE", "COLUMNS", "JOINT_REGISTERED", "JOINT_RULE", "PAGES", "READING", "both_arms",

@@ -87,7 +87,17 @@ def deviation_claim(frame: pd.DataFrame, provenance: pd.DataFrame | None, window
                           else "no run diverged: nothing to recount")
     fcn = spread(dev.loc[dev["role"] == "fcn", "readout"])
     out["note"] = f"the FCN from scratch: δ {fcn[0]:.3f} (n = {fcn[2]})" if fcn[2] else ""
+    if provenance is not None and len(provenance):
+        version = provenance.loc[provenance["role"] == "efcn"].get("deviation_version")
+        if version is None or version.isna().any():
+            out["note"] = "; ".join(filter(None, [out["note"], OLD_DEVIATION]))
     return out
+
+
+#: The caveat of δ summed before 2026-12-06 (runs whose provenance has no deviation_version).
+OLD_DEVIATION = ("these δ were summed before a fault was fixed (2026-12-06): one fp32 reduction per layer lost part of "
+                 "the small off-band squares, so they read low: by 0.5-2.1% for the network's δ of the converged "
+                 "edition's eFCNs, where it was measured (page 4)")
 
 
 def accuracy_claim(frame: pd.DataFrame, provenance: pd.DataFrame | None, window, claim: int, metric: str,
