@@ -165,12 +165,18 @@ def _main(parser: argparse.ArgumentParser, args, root: Path) -> int:
             return 0
         train = args.command == "sweep" or (args.train and sweep.missing_data is None)
         if args.command == "reproduce" and not train:
-            missing = [t.spec.run for t in sweep.tasks() if not sweep.store.is_finished(t.spec.run)]
+            from .landscape import curve_finished
+
+            tasks = sweep.tasks()
+            missing = [t for t in tasks if t.spec.role != "curve" and not sweep.store.is_finished(t.spec.run)]
+            curves = [t for t in tasks if t.spec.role == "curve" and not curve_finished(root, t.spec)]
+            what = ", ".join(filter(None, [f"{len(missing)} runs" if missing else "",
+                                           f"{len(curves)} curve tasks" if curves else ""]))
             why = (f"{sweep.missing_data}; " if sweep.missing_data is not None else "")
-            if missing or sweep.missing_data is not None:
+            if what or sweep.missing_data is not None:
                 print(f"warning: {why}re-rendering the finished runs of {root} only"
-                      + (f"; {len(missing)} runs of the config are missing (train them with: python -m needle_core "
-                         f"sweep --profile {config.name} --out {root}, or reproduce --train)." if missing else "."),
+                      + (f"; {what} of the config are missing (train them with: python -m needle_core "
+                         f"sweep --profile {config.name} --out {root}, or reproduce --train)." if what else "."),
                       file=sys.stderr)
         try:
             if train:
