@@ -435,6 +435,8 @@ def _kind(name: str) -> str | None:
             return "checkpoint"
     if parts[0] == "landscape" and len(parts) == 2 and parts[-1].endswith((".json", ".parquet")):
         return "landscape " + parts[-1].rsplit(".", 1)[1]
+    if parts[:2] == ["landscape", "curves"] and len(parts) == 4 and parts[-1].endswith((".json", ".parquet")):
+        return "curve " + parts[-1].rsplit(".", 1)[1]  # a curve task's record, rows or trace
     return None
 
 

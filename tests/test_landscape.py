@@ -281,3 +281,20 @@ def test_paths_are_read_on_class_balanced_images_not_a_split_s_first():
     cfg = dict(arch="vanilla", width=4, n_train=500)
     assert "two classes" in analysis.landscape_claim(frame, cfg)["note"]
     assert "two classes" not in analysis.landscape_claim(frame.assign(eval_images="class-balanced"), cfg)["note"]
+
+
+def test_curves_copied_into_another_store_are_listed_by_upgrade(curved, tmp_path):
+    # The campaign measures curves beside the weights and copies their files into the published
+    # store: upgrade must list them (they are a kind a reader uses), and verify then pass.
+    from needle_core.store import ResultStore, upgrade
+
+    root, _ = curved
+    clone = tmp_path / "published"
+    shutil.copytree(root, clone, ignore=shutil.ignore_patterns("curves", "*.lock", ".lock"))
+    upgrade(clone, rebuild=True)  # a manifest that never listed a curve
+    shutil.copytree(root / "landscape" / "curves", clone / "landscape" / "curves",
+                    ignore=shutil.ignore_patterns("*.lock"))
+    assert any("curves" in p for p in ResultStore(clone).verify()["problems"])
+    out = upgrade(clone)
+    assert not out["unexpected"] and len(out["vouched"]) == 3 * 5  # record, rows, trace of 5 tasks
+    assert ResultStore(clone).verify()["problems"] == []
