@@ -385,8 +385,9 @@ def measured(claim: int, card_row, results: Results, arm2: Results | None = None
         mine = curves[analysis.select(curves, cfg)] if curves is not None and len(curves) else None
         per = landscape.curve_claim(mine)["per_tw"].dropna(subset=["tested"]) if mine is not None else None
         if per is not None and len(per):
+            where = f"t_w = {per.switch_time.iloc[0]:g}" if len(per) == 1 else f"the {len(per)} switch times"
             return (f"A trained curve from the eFCN to the FCN rises {per.tested.min():.3f} to {per.tested.max():.3f} "
-                    f"nats above the chord at the {len(per)} switch times, one between two FCNs from scratch "
+                    f"nats above the chord at {where}, one between two FCNs from scratch "
                     f"{per.control.min():.3f} to {per.control.max():.3f}; their paired difference is "
                     f"{_number(per['mean'].min())} to {_number(per['mean'].max())} (the rule's margin: 0.05).")
         if barriers is None or not len(barriers):

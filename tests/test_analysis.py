@@ -551,7 +551,7 @@ def test_what_a_training_campaign_planned_but_has_not_measured_is_pending():
     six = analysis.claims(arm1, provenance_of(arm1), cfg, curves_in_progress="trained curves in progress: 0 of 5"
                           ).set_index("claim").loc[6]
     assert six["verdict"] == "pending" and six["reason"].startswith("trained curves in progress: 0 of 5")
-    assert six["reason"].endswith("nothing measured yet") and "not measured" not in six["reason"]
+    assert six["reason"].endswith("too little measured yet for an interim reading") and "not measured" not in six["reason"]
     empty = arm1.iloc[:0]
     five = analysis.claims(arm1, provenance_of(arm1), CONFIG, arm2=(empty, provenance_of(arm1).iloc[:0],
                                                                     dict(CONFIG, lr_after=0.01), "in progress")

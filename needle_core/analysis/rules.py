@@ -261,7 +261,7 @@ def pending(out: dict, why: str | None, planned: bool = True) -> dict:
     stays "not measured").  ``out`` unchanged when ``why`` is None or the claim is not sampled."""
     if not why or out["verdict"] == "not a claim" or (out["verdict"] == "not measured" and not planned):
         return out
-    interim = ("nothing measured yet" if out["verdict"] == "not measured"
+    interim = ("too little measured yet for an interim reading" if out["verdict"] == "not measured"
                else f"interim reading, not a verdict: {out['verdict']} ({out['reason']})")
     return dict(out, verdict="pending", recounted="pending",
                 reason=f"{why}: the pre-registered test decides once every run has landed; {interim}")
