@@ -274,7 +274,8 @@ EDITION = {"cpu": {"02_training_curves": {}, "03_switch_time": {},
                          "03_switch_time_converged_low_lr": {
                              "source": "03_switch_time", "profile": "converged-low-lr", "results_dir": None,
                              "train": False, "in_progress": True,
-                             "title": "The converged edition, arm 2: lr 0.05 throughout (still training)"}}}
+                             "title": "The converged edition, arm 2: lr 0.05 throughout (still training)"},
+                         "06_curves": {"in_progress": True}}}
 
 def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: str | Path = BOOK, *,
                 results_dir: str | Path | None = None, overrides: dict | None = None, train: bool = True,

@@ -211,3 +211,46 @@ def n_train(page, table, best, pairs, n_trains, switch_times, fixed_switch_time,
         print(f"test accuracy, {page.label}:")
         for name, value in values.items():
             print(f"{name}: {value:.3f}")
+
+
+#: Page 6b's default overrides (the smoke profile plans no curves): its reference values hold there.
+CURVES_DEFAULTS = {"landscape_switch_times": [2], "landscape_n_train": 100, "landscape_n_test": 100,
+                   "landscape_check_steps": 5, "landscape_max_steps": 20}
+
+
+def curves(page, curves, traces, records) -> None:
+    """Page 6b: the curve tasks measured (exact: pairs, paths, checks, statuses) and the mean
+    barrier of each pair and path within BARRIER_TOLERANCE of the smoke defaults' reference."""
+    from .landscape import CURVE_POINTS, curve_tasks
+
+    planned = curve_tasks(page.config)
+    print(f"profile {page.config.name}: {len(records)} of {len(planned)} curve tasks measured, status "
+          f"{dict(sorted((str(s), int(n)) for s, n in records['status'].value_counts().items())) if len(records) else {}}")
+    if curves.empty:
+        return
+    print("tasks per pair:", {p: int(n) for p, n in records.groupby("pair").size().sort_index().items()})
+    print("paths per task:", sorted({int(n) for n in curves.groupby(["pair", "seed", "other", "switch_time"],
+                                                                     dropna=False).size()}))
+    curve = traces[traces["method"] == "curve"]
+    print("points per check of a curve:", sorted({int(n) for n in curve.groupby(["task", "check"]).size()}),
+          f"(the rule's grid: {CURVE_POINTS})")
+    finite = curves["barrier"].astype(float)
+    print("every barrier finite and ≥ 0:", bool(finite.notna().all() and (finite >= 0).all()))
+    means = {f"{analysis.PAIR_LABELS[p]} {m}": float(g["barrier"].mean())
+             for (p, m), g in curves.groupby(["pair", "method"], sort=True)}
+    if page.profile == "smoke" and page.overrides == CURVES_DEFAULTS:
+        check_close(means, CURVES_REFERENCE, BARRIER_TOLERANCE)
+    else:
+        for name, value in means.items():
+            print(f"{name}: {value:.3f}")
+
+
+#: Mean barriers of page 6b at its defaults: the same to 3 decimals with the default (avx512) kernels
+#: and one thread as with avx2 and two (make test-other-cpu), 2026-12-06.
+CURVES_REFERENCE = {
+    "CNN ↔ CNN curve": 0.396, "CNN ↔ CNN linear": 0.468, "CNN ↔ CNN linear-aligned": 0.375, "CNN ↔ CNN string": 0.324,
+    "eFCN ↔ eFCN curve": 0.218, "eFCN ↔ eFCN linear": 0.259, "eFCN ↔ eFCN linear-aligned": 0.247,
+    "eFCN ↔ eFCN string": 0.149,
+    "eFCN → FCN curve": 0.310, "eFCN → FCN linear": 0.358, "eFCN → FCN linear-aligned": 0.348,
+    "eFCN → FCN string": 0.242,
+    "FCN ↔ FCN curve": 0.010, "FCN ↔ FCN linear": 0.083, "FCN ↔ FCN linear-aligned": 0.085, "FCN ↔ FCN string": 0.000}

@@ -413,3 +413,81 @@ def curve_convergence(traces: pd.DataFrame, cfg):
     handles.append(Line2D([], [], color="0.3", marker="x", linestyle="", label="stopped by the rule"))
     _legend(fig, handles, analysis.label(cfg))
     return fig
+
+
+#: The four paths of a curve task, from the straightest to the one trained to avoid high loss.
+CURVE_METHOD_STYLE = {"linear": dict(color="0.25", marker="o"),
+                      "linear-aligned": dict(color=plots.PALETTE[1], marker="s"),
+                      "string": dict(color=plots.PALETTE[4], marker="D"),
+                      "curve": dict(color=plots.PALETTE[2], marker="^")}
+
+
+def _pair_order(frame: pd.DataFrame) -> list[str]:
+    return [p for p in CURVE_PAIRS if p in set(frame["pair"])]
+
+
+def curve_paths(scans: pd.DataFrame, cfg):
+    """Training loss along every path of every curve task, as excess over the chord between
+    the endpoints (nats; the barrier is each line's maximum): one panel per pair (the tested
+    eFCN → FCN first, then the controls), one colour per path, one thin line per task (seed,
+    t_w).  Without curves, the axes say so."""
+    s = scans[analysis.select(scans, cfg) & (scans["metric"] == "loss") & (scans["split"] == "train")] \
+        if len(scans) else scans
+    pairs = _pair_order(s) if len(s) else []
+    rows = max(1, (len(pairs) + 1) // 2)
+    fig, axes = plt.subplots(rows, 2 if len(pairs) > 1 else 1, squeeze=False, sharex=True, sharey=True,
+                             figsize=(plots.WIDTH, 2.1 * rows + 1.4), layout="constrained")
+    if not pairs:
+        axes[0, 0].text(0.5, 0.5, "no trained curves in this store", ha="center", va="center",
+                        transform=axes[0, 0].transAxes)
+    for ax, pair in zip(axes.flat, pairs):
+        for (task, method), g in s[s["pair"] == pair].groupby(["task", "method"], sort=True):
+            g = g.sort_values("t")
+            chord = g["value"].iloc[0] + g["t"] * (g["value"].iloc[-1] - g["value"].iloc[0])
+            ax.plot(g["t"], g["value"] - chord, linewidth=0.9, alpha=0.8, color=CURVE_METHOD_STYLE[method]["color"])
+        ax.axhline(0, color="0.55", linewidth=0.8, linestyle=":")
+        ax.set_title(analysis.PAIR_LABELS[pair])
+        ax.set_xticks([0, 0.5, 1])
+    for ax in axes.flat[len(pairs):] if pairs else []:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("loss − chord (nats)")
+    for ax in axes[-1]:
+        ax.set_xlabel("t along the path")
+    handles = [Line2D([], [], linewidth=1.5, label=m, color=kw["color"]) for m, kw in CURVE_METHOD_STYLE.items()]
+    _legend(fig, handles, analysis.label(cfg))
+    return fig
+
+
+def curve_barriers(curves: pd.DataFrame, cfg):
+    """The barrier of every path, per pair and t_w (one row each: the tested eFCN → FCN per
+    tested t_w first, then the controls): one marker per seed and path, the path's mean over
+    seeds as a bar.  Nats of training loss above the chord."""
+    c = curves[analysis.select(curves, cfg)] if len(curves) else curves
+    keys = [] if c.empty else sorted(
+        {(r.pair, None if pd.isna(r.switch_time) else int(r.switch_time)) for r in c.itertuples()},
+        key=lambda k: (list(CURVE_PAIRS).index(k[0]), -1 if k[1] is None else k[1]))
+    fig, ax = plt.subplots(figsize=(plots.WIDTH, 0.42 * max(len(keys), 2) + 1.5), layout="constrained")
+    if not keys:
+        ax.text(0.5, 0.5, "no trained curves in this store", ha="center", va="center", transform=ax.transAxes)
+    offsets = dict(zip(CURVE_METHOD_STYLE, np.linspace(-0.24, 0.24, len(CURVE_METHOD_STYLE))))
+    for y, (pair, t) in enumerate(keys):
+        rows = c[(c["pair"] == pair) & (c["switch_time"].isna() if t is None else c["switch_time"] == t)]
+        for method, kw in CURVE_METHOD_STYLE.items():
+            b = rows.loc[rows["method"] == method, "barrier"].astype(float)
+            if b.empty:
+                continue
+            ax.plot(b, np.full(len(b), y + offsets[method]), linestyle="", markersize=4, alpha=0.8,
+                    markerfacecolor="none", **kw)
+            ax.plot([b.mean()] * 2, [y + offsets[method] - 0.09, y + offsets[method] + 0.09], color=kw["color"],
+                    linewidth=2)
+    ax.set_yticks(range(len(keys)), [f"{analysis.PAIR_LABELS[p]}" + (f", $t_w$={t}" if t is not None else "")
+                                     for p, t in keys])
+    ax.invert_yaxis()
+    ax.axvline(0, color="0.55", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("barrier (nats above the chord)")
+    handles = [Line2D([], [], linestyle="", markerfacecolor="none", markersize=4, label=m, **kw)
+               for m, kw in CURVE_METHOD_STYLE.items()]
+    handles.append(Line2D([], [], color="0.3", linewidth=2, label="mean over seeds"))
+    _legend(fig, handles, analysis.label(cfg), ncol=3)
+    return fig

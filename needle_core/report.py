@@ -145,7 +145,7 @@ def load(profile: str, results_dir=None, overrides: Mapping | None = None, train
             config = make_config(profile, overrides)
     with warnings.catch_warnings():
         if state is not None and (state.pending or state.curves_pending):  # counted in ``progress``, not warned
-            warnings.filterwarnings("ignore", message=".* lacks .* of the config's runs")
+            warnings.filterwarnings("ignore", message=".* lacks .* of the config's (runs|curve tasks)")
         frame = sweep_results(profile, root, overrides, train=train)
     runs = ResultStore(root).provenance()
     wanted = set(config.seeds)
@@ -877,28 +877,65 @@ def embedding_sizes(cnn, efcn, elcn) -> tuple[pd.DataFrame, dict]:
     return sizes, copies
 
 
-def curve_section(page, curves: pd.DataFrame, traces: pd.DataFrame) -> None:
-    """Page 6's trained curves: per configuration, the barrier of every pair and path over
-    seeds (mean, 95% interval, n) and claim 6 by the curves' pre-registered rule; or, for a
-    store without curves, how to get them."""
-    from IPython.display import Markdown, display
+# --- Page 6b: trained curves ---------------------------------------------------------------------
 
-    if curves.empty:
-        display(Markdown("This store has no trained curves. They are tasks of the sweep's graph when its config "
-                         "names `landscape_switch_times` (the converged edition's profiles do, by the rule fixed "
-                         "at the end of the pre-registration), measured where their endpoints were trained."))
-        return
+def _curve_key(prefix: str, cfg) -> str:
+    return f"{prefix}-{analysis.label(cfg).replace(' ', '-').replace(',', '')}"  # stable ids
+
+
+def curve_rule(page, curves: pd.DataFrame, traces: pd.DataFrame) -> None:
+    """Claim 6's pre-registered test per tested t_w (the store's ``landscape_switch_times``):
+    the tested and control curve barriers, their paired difference d over seeds with its 95%
+    and Bonferroni intervals, then the verdict (pending while curves are still to come)."""
+    times = page.config.landscape_switch_times or None
     for cfg in page.configurations():
-        rows = curves[analysis.select(curves, cfg)]
-        if rows.empty:
-            continue
-        paths = landscape.curve_claim(rows)["described"]  # every pair and path, described
-        paths = paths.assign(pair=paths["pair"].map(analysis.PAIR_LABELS), t_w=paths["switch_time"])
-        paths = paths.rename(columns={"mean": "barrier", "lo": "95% lo", "hi": "95% hi"})
-        key = f"tab-curves-{analysis.label(cfg).replace(' ', '-').replace(',', '')}"  # stable ids
-        table(paths[["pair", "method", "t_w", "barrier", "95% lo", "95% hi", "n"]], key,
-              f"Barriers along every path between finished networks, {analysis.label(cfg)} (nats of training loss "
-              "above the chord; mean over seeds)")
-        six = analysis.pending(analysis.curve_barrier_claim(rows, cfg, traces, page.config.landscape_switch_times or None),
-                               page.curves_pending)
+        rows = curves[analysis.select(curves, cfg)] if len(curves) else curves
+        per = landscape.curve_claim(rows, switch_times=times)["per_tw"].rename(columns={
+            "switch_time": "t_w", "tested": "eFCN → FCN", "control": "FCN ↔ FCN", "mean": "d", "lo": "95% lo",
+            "hi": "95% hi", "lo_corr": "Bonferroni lo", "hi_corr": "Bonferroni hi"})
+        table(per[["t_w", "n", "eFCN → FCN", "FCN ↔ FCN", "d", "95% lo", "95% hi", "Bonferroni lo", "Bonferroni hi"]],
+              _curve_key("tab-curve-rule", cfg),
+              f"Claim 6's test, {analysis.label(cfg)}: curve barriers (nats, mean over the seeds with both) and "
+              "their paired difference d; n: seeds with a tested curve and a control")
+        six = analysis.pending(analysis.curve_barrier_claim(rows, cfg, traces, times), page.curves_pending)
         print(f"Claim 6 by trained curves ({analysis.label(cfg)}): {six['verdict']}: {six['reason']}.")
+
+
+def curve_tasks(curves: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """One row per measured curve task: its pair, seeds and t_w, the barrier of each path
+    (nats), the test accuracy at both ends and its lowest along the trained curve, the curve's
+    SGD steps and whether the convergence rule (not the budget) stopped it, and the task's
+    wall time (minutes)."""
+    if curves.empty:
+        return pd.DataFrame(columns=["pair", "seeds", "t_w", *landscape.CURVE_METHODS, "test acc (ends)",
+                                     "test acc (lowest)", "curve steps", "stopped by the rule", "minutes"])
+    keys = ["pair", "seed", "other", "switch_time"]
+    c = curves.assign(switch_time=curves["switch_time"].fillna(-1))
+    wide = c.pivot_table(index=keys, columns="method", values="barrier", aggfunc="first")
+    acc = c[c["method"] == "curve"].set_index(keys)[["test_acc_a", "test_acc_b", "test_acc_min"]]
+    rec = records.assign(switch_time=records["switch_time"].fillna(-1)).set_index(keys)
+    out = wide.join(acc).join(rec[["timing", "wall_time_s"]]).reset_index()
+    return pd.DataFrame({
+        "pair": out["pair"].map(analysis.PAIR_LABELS),
+        "seeds": [f"{a}" if a == b else f"{a}–{b}" for a, b in zip(out["seed"], out["other"])],
+        "t_w": out["switch_time"].map(lambda t: "" if t < 0 else int(t)),
+        **{m: out[m] if m in out else float("nan") for m in landscape.CURVE_METHODS},
+        "test acc (ends)": [f"{a:.3f} / {b:.3f}" for a, b in zip(out["test_acc_a"], out["test_acc_b"])],
+        "test acc (lowest)": out["test_acc_min"],
+        "curve steps": out["timing"].map(lambda t: t.get("curve_steps") if isinstance(t, dict) else None),
+        "stopped by the rule": out["timing"].map(lambda t: "yes" if isinstance(t, dict) and t.get("curve_stopped_by_rule")
+                                                 else "no: budget"),
+        "minutes": out["wall_time_s"] / 60})
+
+
+def curve_provenance(records: pd.DataFrame, planned: int | None = None) -> dict:
+    """The footer's lines for the curve tasks: how many, their settings, time, machines, code."""
+    done = records[records["status"] == "done"] if len(records) else records
+    if not len(done):
+        return {"trained curves": "none measured"}
+    settings = sorted({", ".join(f"{k} {'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in s.items())
+                       for s in done["settings"]})
+    return {"trained curves": f"{len(done)} measured" + (f" of {planned} planned" if planned else ""),
+            "curve settings": "; ".join(settings),
+            "curve time": f"{_seconds(float(done['wall_time_s'].sum()))} on {', '.join(sorted(set(done['device'])))}",
+            "code of the curves": commits(done["git_commit"])}

@@ -1,4 +1,5 @@
 """The landscape measurement: stored once as tidy rows, resumable, read without checkpoints."""
+import ast
 import json
 from pathlib import Path
 import shutil
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from needle_core import landscape
+from needle_core import analysis, landscape
 from needle_core.config import make_config
 from needle_core.io import atomic_write_json
 from needle_core.sweep import Sweep
@@ -187,6 +188,42 @@ def test_curve_results_traces_and_the_decision(curved):
                                        "landscape_switch_times": [2], "landscape_n_train": 100}, train=False)
     card = report.scorecard(page)[0].set_index("claim")
     assert card.loc[6, "wall_time"] == pytest.approx(landscape.curve_records(root)["wall_time_s"].sum())
+
+
+def test_page_6b_tables_and_figures(curved):
+    """Page 6b's per-task table joins each task's barriers, test accuracy, steps and cost; its
+    figures draw the store's curves, and say so when there are none."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from needle_core import figures, plots, report
+
+    root, _ = curved
+    curves, records = landscape.curve_results(root), landscape.curve_records(root)
+    tasks = report.curve_tasks(curves, records)
+    assert len(tasks) == 5 and set(tasks["pair"]) == set(analysis.PAIR_LABELS.values())
+    by_pair = curves[curves["method"] == "curve"].groupby("pair")["barrier"].mean()
+    assert tasks.groupby("pair")["curve"].mean().sort_index().tolist() == pytest.approx(
+        by_pair.rename(index=analysis.PAIR_LABELS).sort_index().tolist())
+    assert (tasks["minutes"] * 60).sum() == pytest.approx(records["wall_time_s"].sum())
+    assert set(tasks["stopped by the rule"]) <= {"yes", "no: budget"} and tasks["curve steps"].le(10).all()
+    cfg = {"arch": "vanilla", "width": 4, "n_train": 500}
+    for fig in (figures.curve_paths(landscape.curve_scans(root), cfg), figures.curve_barriers(curves, cfg),
+                figures.curve_convergence(landscape.curve_traces(root), cfg)):
+        assert plots.phone_text_px(fig) >= plots.MIN_TEXT_PX
+    empty = figures.curve_barriers(curves.iloc[:0], cfg)
+    assert any("no trained curves" in t.get_text() for t in empty.axes[0].texts)
+    assert report.curve_tasks(curves.iloc[:0], records.iloc[:0]).empty
+
+
+def test_page_6b_defaults_are_the_checked_ones():
+    """The reference barriers of checks.curves apply exactly at the notebook's default overrides."""
+    from needle_core import checks
+    from needle_core.book import parameters_of
+
+    source = Path(__file__).resolve().parent.parent / "notebooks" / "06_curves.ipynb"
+    default = parameters_of(source)["overrides"]["default"]
+    assert ast.literal_eval(default) == checks.CURVES_DEFAULTS
 
 
 def test_a_fresh_clone_recreates_the_endpoints_of_a_missing_curve_only(curved, tmp_path):
