@@ -55,7 +55,7 @@ ABSTRACT = {
     7: "\"The practical interest of our protocol is limited by the very large size of the highly sparse eFCN.\"",
 }
 
-#: The book page behind each claim's number.
+#: The book page behind each claim's number (claim 6: 06_curves where the store plans trained curves).
 PAGES = {1: "01_embedding", 2: "02_training_curves", 3: "04_deviation", 4: "03_switch_time", 5: "03_switch_time",
          6: "06_landscape", 7: "01_embedding"}
 
@@ -152,14 +152,14 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
         planned = cfg_dict.get("landscape_switch_times") or []  # the curves' t_w, fixed before any curve
         six = curve_barrier_claim(curves, cfg, curve_traces, planned or None)
         rows.append(dict(pending(six or landscape_claim(landscape, cfg), curves_in_progress, planned=bool(planned)),
-                         claim=6, wall_time=(landscape_seconds(cfg) if landscape_seconds else {}).get(
+                         claim=6, page="06_curves" if planned or six else PAGES[6], wall_time=(landscape_seconds(cfg) if landscape_seconds else {}).get(
                              "curve" if six else "string", 0.0)))
         start = time.perf_counter()
         rows.append(dict(size_claim(cfg), claim=7, wall_time=time.perf_counter() - start, **computed,
                          data=f"{cfg['arch']}, w{cfg['width']} and w64, counted on the meta device"))
         for row in rows[-7:]:
             row.update(configuration=label(cfg), abstract=ABSTRACT[row["claim"]], reading=READING[row["claim"]],
-                       page=PAGES[row["claim"]])
+                       page=row.get("page") or PAGES[row["claim"]])
             for key in ("profile", "data", "hardware"):
                 row.setdefault(key, info[key])
     out = pd.DataFrame(rows).reindex(columns=COLUMNS)
