@@ -893,9 +893,9 @@ def curve_rule(page, curves: pd.DataFrame, traces: pd.DataFrame) -> None:
         per = landscape.curve_claim(rows, switch_times=times)["per_tw"].rename(columns={
             "switch_time": "t_w", "tested": "eFCN → FCN", "control": "FCN ↔ FCN", "mean": "d", "lo": "95% lo",
             "hi": "95% hi", "lo_corr": "Bonferroni lo", "hi_corr": "Bonferroni hi"})
-        table(per[["t_w", "n", "eFCN → FCN", "FCN ↔ FCN", "d", "95% lo", "95% hi", "Bonferroni lo", "Bonferroni hi"]],
-              _curve_key("tab-curve-rule", cfg),
-              f"Claim 6's test, {analysis.label(cfg)}: curve barriers (nats, mean over the seeds with both) and "
+        nats = ["eFCN → FCN", "FCN ↔ FCN", "d", "95% lo", "95% hi", "Bonferroni lo", "Bonferroni hi"]
+        table(per[["t_w", "n", *nats]], _curve_key("tab-curve-rule", cfg), formats={c: "{:.3f}" for c in nats},
+              caption=f"Claim 6's test, {analysis.label(cfg)}: curve barriers (nats, mean over the seeds with both) and "
               "their paired difference d; n: seeds with a tested curve and a control")
         six = analysis.pending(analysis.curve_barrier_claim(rows, cfg, traces, times), page.curves_pending)
         print(f"Claim 6 by trained curves ({analysis.label(cfg)}): {six['verdict']}: {six['reason']}.")
@@ -926,6 +926,14 @@ def curve_tasks(curves: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
         "stopped by the rule": out["timing"].map(lambda t: "yes" if isinstance(t, dict) and t.get("curve_stopped_by_rule")
                                                  else "no: budget"),
         "minutes": out["wall_time_s"] / 60})
+
+
+def curve_task_table(curves: pd.DataFrame, records: pd.DataFrame) -> None:
+    """Display :func:`curve_tasks` (barriers to 3 decimals: a barrier of 0 is a measured 0.000)."""
+    table(curve_tasks(curves, records), "tab-curve-tasks",
+          "Every curve task: barriers (nats above the chord), test accuracy, steps and cost",
+          show=["pair", "seeds", "t_w", "linear", "curve", "test acc (lowest)", "minutes"],
+          formats={m: "{:.3f}" for m in landscape.CURVE_METHODS} | {"minutes": "{:.1f}"})
 
 
 def curve_provenance(records: pd.DataFrame, planned: int | None = None) -> dict:
