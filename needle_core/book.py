@@ -275,6 +275,12 @@ EDITION = {"cpu": {"02_training_curves": {}, "03_switch_time": {},
                              "source": "03_switch_time", "profile": "converged-low-lr", "results_dir": None,
                              "train": False, "in_progress": True,
                              "title": "The converged edition, arm 2: lr 0.05 throughout (still training)"},
+                         "02_training_curves_converged": {"source": "02_training_curves",
+                                                          "title": "Training curves, converged edition (arm 1: "
+                                                                   "the paper's protocol)"},
+                         "04_deviation_converged": {"source": "04_deviation",
+                                                    "title": "Distance from the CNN subspace, converged edition "
+                                                             "(arm 1: the paper's protocol)"},
                          "06_curves": {"in_progress": True}}}
 
 def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: str | Path = BOOK, *,

@@ -145,7 +145,7 @@ def load(profile: str, results_dir=None, overrides: Mapping | None = None, train
             config = make_config(profile, overrides)
     with warnings.catch_warnings():
         if state is not None and (state.pending or state.curves_pending):  # counted in ``progress``, not warned
-            warnings.filterwarnings("ignore", message=".* lacks .* of the config's (runs|curve tasks)")
+            warnings.filterwarnings("ignore", message=".* lacks .* of the config's runs")
         frame = sweep_results(profile, root, overrides, train=train)
     runs = ResultStore(root).provenance()
     wanted = set(config.seeds)

@@ -460,16 +460,12 @@ def results(profile: str = "smoke", root: str | Path | None = None, overrides: d
     sweep = Sweep(make_config(profile, overrides), root or default_root(profile))
     if train:
         return sweep.run(progress=progress)
-    missing = [t.spec for t in sweep.tasks() if not finished(sweep.store, t.spec)]
+    # Runs only: what this returns.  Curve tasks are read (and their absence said) by page 6b and reproduce.
+    missing = [t.spec.run for t in sweep.tasks() if t.spec.role != "curve" and not sweep.store.is_finished(t.spec.run)]
     if missing:
         import warnings
 
-        runs = [s.run for s in missing if s.role != "curve"]
-        curves = [s.run for s in missing if s.role == "curve"]
-        what = " and ".join(f"{len(x)} of the config's {noun}" for x, noun in ((runs, "runs"), (curves, "curve tasks"))
-                            if x)
-        names = runs + curves
-        warnings.warn(f"{sweep.store.root} lacks {what} (not done yet, or deleted): "
-                      f"{', '.join(names[:5])}{', ...' if len(names) > 5 else ''}; run them with "
+        warnings.warn(f"{sweep.store.root} lacks {len(missing)} of the config's runs (not trained yet, or deleted): "
+                      f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}; train them with "
                       f"python -m needle_core sweep --profile {profile} --out {sweep.store.root}.", stacklevel=2)
     return sweep.results()
