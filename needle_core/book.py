@@ -250,38 +250,43 @@ def refresh_checked_outputs(notebook_path: str | Path, executed_path: str | Path
 #: The pages this edition of the book renders with each run profile (the others, with their
 #: smoke defaults): ``reproduce --profile P`` re-executes exactly these.  Each page maps to what
 #: it takes besides the profile's own parameters: ``source``, the notebook it is made from when
-#: that is not the page itself (a copy then gets ``title`` as its heading and figure labels of
-#: its own, :func:`relabel`), and any parameter of that notebook (``None``: left to its
+#: that is not the page itself (a copy then gets figure labels of its own, :func:`relabel`),
+#: ``title``, its heading on this page (:func:`retitle`), and any parameter of that notebook (``None``: left to its
 #: default).  The CPU campaign has no eLCN branches and one n_train, so pages 5 and 7 stay on
 #: smoke; page 6 shows the landscape measurements it stores (``python -m needle_core
 #: landscape``, t_w 2, 8, 16); its second arm (``cpu-lr``: lr lowered at the switch, with the
 #: controlled CNN) gets page 3 again, read-only (it is swept by its own command), and joins
-#: claim 5 on the scorecard.  The converged edition, still training, gets its own scorecard and
-#: page 3 for each arm, read as they stand (``in_progress``: verdicts pending until every
-#: pre-registered run has landed).
-EDITION = {"cpu": {"02_training_curves": {}, "03_switch_time": {},
+#: claim 5 on the scorecard.  The converged edition (the book's main one, still training) gets
+#: the scorecard, pages 2 to 4 (page 3 for each arm) and page 6b, read as they stand
+#: (``in_progress``: verdicts pending until every pre-registered run and curve has landed); the
+#: 20-epoch edition's pages are titled as the early-training regime.
+EDITION = {"cpu": {"02_training_curves": {"title": "Training curves, 20-epoch edition (early training)"},
+                   "03_switch_time": {"title": "Accuracy against the switch time, 20-epoch edition (arm 1)"},
                    "03_switch_time_lr": {"source": "03_switch_time", "profile": "cpu-lr", "results_dir": None,
                                          "train": False,
-                                         "title": "The same, learning rate lowered at the switch (arm 2)"},
-                   "04_deviation": {}, "06_landscape": {}, "scorecard": {"second_arm": "cpu-lr"},
-                   "findings": {"second_arm": "cpu-lr"}},
+                                         "title": "The same, learning rate lowered at the switch (20-epoch, arm 2)"},
+                   "04_deviation": {"title": "Deviation from the CNN subspace, 20-epoch edition"},
+                   "06_landscape": {"title": "The loss landscape, 20-epoch edition: straight lines and strings"},
+                   "scorecard": {"second_arm": "cpu-lr",
+                                 "title": "Scorecard of the 20-epoch edition (the early-training regime)"},
+                   "findings": {"second_arm": "cpu-lr",
+                                "title": "Findings of the 20-epoch edition (the early-training regime)"}},
            "converged": {"scorecard_converged": {"source": "scorecard", "second_arm": "converged-low-lr",
                                                  "in_progress": True,
-                                                 "title": "Scorecard of the converged edition (still training)"},
+                                                 "title": "Scorecard: which claims reproduce (converged edition)"},
+                         "02_training_curves_converged": {"source": "02_training_curves",
+                                                          "title": "Training curves around the switch"},
                          "03_switch_time_converged": {"source": "03_switch_time", "in_progress": True,
-                                                      "title": "The converged edition, arm 1: the paper's "
-                                                               "protocol (still training)"},
+                                                      "title": "Accuracy against the switch time (arm 1: the "
+                                                               "paper's protocol)"},
                          "03_switch_time_converged_low_lr": {
                              "source": "03_switch_time", "profile": "converged-low-lr", "results_dir": None,
                              "train": False, "in_progress": True,
-                             "title": "The converged edition, arm 2: lr 0.05 throughout (still training)"},
-                         "02_training_curves_converged": {"source": "02_training_curves",
-                                                          "title": "Training curves, converged edition (arm 1: "
-                                                                   "the paper's protocol)"},
+                             "title": "The same at lr 0.05 throughout (arm 2, still training)"},
                          "04_deviation_converged": {"source": "04_deviation",
-                                                    "title": "Distance from the CNN subspace, converged edition "
-                                                             "(arm 1: the paper's protocol)"},
+                                                    "title": "Deviation from the CNN subspace"},
                          "06_curves": {"in_progress": True}}}
+
 
 def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: str | Path = BOOK, *,
                 results_dir: str | Path | None = None, overrides: dict | None = None, train: bool = True,
@@ -313,8 +318,9 @@ def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: s
         if asked["profile"] != profile and "overrides" in asked:
             asked["overrides"] = shared_overrides(asked["overrides"])
         path = execute(notebook, Path(book_dir) / f"{page}.ipynb", notebook_parameters(notebook, **asked), **kwargs)
-        if source != page:
-            nb = relabel(nbformat.read(path, as_version=4), page[len(source):].strip("_"), title)
+        if source != page or title:  # a second page of one notebook (its labels renamed), or a page retitled
+            nb = nbformat.read(path, as_version=4)
+            nb = relabel(nb, page[len(source):].strip("_"), title) if source != page else retitle(nb, title)
             atomic_write_text(path, nbformat.writes(nb) + "\n")
         out.append(path)
     return out
@@ -334,9 +340,16 @@ def relabel(nb: nbformat.NotebookNode, suffix: str, title: str | None = None) ->
             continue
         for old, new in renamed.items():
             cell.source = cell.source.replace(f"`{old}`", f"`{new}`")
-        if title is not None and cell.source.startswith("# "):
+    return retitle(nb, title)
+
+
+def retitle(nb: nbformat.NotebookNode, title: str | None) -> nbformat.NotebookNode:
+    """The first heading ``# ...`` of ``nb`` becomes ``# <title>`` (None: unchanged)."""
+    for cell in nb.cells:
+        if title is not None and cell.cell_type == "markdown" and cell.source.startswith("# "):
             _, newline, rest = cell.source.partition("\n")
-            cell.source, title = f"# {title}{newline}{rest}", None
+            cell.source = f"# {title}{newline}{rest}"
+            break
     return nb
 
 

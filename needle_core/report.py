@@ -24,7 +24,7 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from . import analysis, landscape
+from . import analysis, landscape, plots
 
 
 # --- Loading a page's results ----------------------------------------------------------------
@@ -445,8 +445,6 @@ def paired_table(page, roles: Sequence[str], against: Sequence[str] = ("control"
     """The paired differences of the read-outs of each role in ``roles`` against each baseline
     in ``against`` that the sweep has, one row per comparison and switch time, with a
     ``comparison`` column ("eFCN − CNN") and the per-seed differences as text."""
-    from . import plots
-
     present = set(page.frame.role)
     parts = []
     for role in roles:
@@ -471,8 +469,6 @@ def deviation_table(table: pd.DataFrame) -> pd.DataFrame:
     """Read-out intervals of δ, δ_loc, δ_ws (one row per metric) as one row per network and
     switch time: the three means, δ's 95% interval as text and δ's mean last epoch."""
     import numpy as np
-
-    from . import plots
 
     names = {"delta": "δ", "delta_loc": "δ_loc", "delta_ws": "δ_ws"}
     wide = table.set_index(analysis.CONFIG_KEYS + ["role", "switch_time", "metric"])[["mean", "lo", "hi", "last"]] \
@@ -947,3 +943,34 @@ def curve_provenance(records: pd.DataFrame, planned: int | None = None) -> dict:
             "curve settings": "; ".join(settings),
             "curve time": f"{_seconds(float(done['wall_time_s'].sum()))} on {', '.join(sorted(set(done['device'])))}",
             "code of the curves": commits(done["git_commit"])}
+
+
+# --- Page 2: did each run flatten? -----------------------------------------------------------------
+
+def convergence_table(page) -> pd.DataFrame:
+    """Per configuration, role and t_w: the runs, how many had flattened by the pre-registered
+    rule (:func:`needle_core.analysis.convergence`), how many diverged, the mean change of the
+    training accuracy across the read-out window, and each seed's change (fold)."""
+    runs = analysis.convergence(page.frame, page.config, page.runs)
+    rows = []
+    for key, g in runs.groupby(analysis.CONFIG_KEYS + ["role", runs["switch_time"].fillna(-1)], sort=True):
+        *cfg, role, t = key
+        g = g.sort_values("seed")
+        rows.append(dict(zip(analysis.CONFIG_KEYS, cfg), role=plots.LABELS.get(role, role),
+                         t_w=None if t == -1 else int(t), runs=len(g), flat=int(g["flat"].sum()),
+                         diverged=int(g["diverged"].sum()), change=float(g["change"].mean()),
+                         per_seed=", ".join(f"s{s}: {'diverged' if d else f'{c:+.3f}'}"
+                                            for s, c, d in zip(g["seed"], g["change"], g["diverged"]))))
+    return pd.DataFrame(rows)
+
+
+def convergence_section(page) -> None:
+    """Display :func:`convergence_table` with a one-line count of the flattened runs."""
+    table_ = convergence_table(page)
+    table(table_.rename(columns={"change": "mean change", "per_seed": "change per seed"}), "tab-convergence",
+          f"Did each run flatten? Training accuracy changing by less than {analysis.FLAT} between the first and "
+          f"last evaluation of its read-out window; {page.label}",
+          show=["role", "t_w", "runs", "flat", "diverged", "mean change"],
+          formats={"t_w": "{:.0f}", "mean change": "{:+.3f}"})
+    print(f"{int(table_['flat'].sum())} of {int(table_['runs'].sum())} runs flattened; "
+          f"{int(table_['diverged'].sum())} diverged.")

@@ -192,6 +192,23 @@ def test_readout_window_is_the_last_fifth_of_the_budget():
     assert analysis.readout_epochs([20, 19]) == [19, 20]
 
 
+def test_convergence_reads_the_train_accuracy_across_the_readout_window():
+    """The pre-registered rule: flat when the training accuracy changes by less than 0.01 between
+    the window's first and last evaluation; a diverged run is never flat."""
+    def with_train(group, train):
+        return [dict(r, value=train(r["epoch"])) if r["metric"] == "train_acc" else r for r in group]
+
+    df = frame_of(with_train(rows("cnn", 0, 0.5, epochs=READOUT_EPOCHS), lambda e: 0.99 + e / 10_000),
+                  with_train(rows("fcn", 0, 0.4, epochs=READOUT_EPOCHS), lambda e: 0.9 - (e - 17) / 50),
+                  rows("efcn", 0, 0.3, switch_time=10, status="diverged", epochs=(10, 16, 17)))
+    out = analysis.convergence(df, {"epochs": 20, "readout": 0.2}).set_index("role")
+    assert out.loc["cnn", "flat"] and out.loc["cnn", "change"] == pytest.approx(0.0003)
+    assert out.loc["cnn", "evals"] == 4
+    assert not out.loc["fcn", "flat"] and out.loc["fcn", "change"] == pytest.approx(-0.06)
+    assert not out.loc["efcn", "flat"] and out.loc["efcn", "diverged"]  # one evaluation in the window
+    assert analysis.FLAT == 0.01
+
+
 def test_readout_label_names_the_window():
     from needle_core.config import make_config
 

@@ -156,18 +156,43 @@ def readout(frame: pd.DataFrame, metric: str = "test_acc", window=None,
     diverged trunk).
     """
     ends = final(frame, metric, provenance).rename(columns={"value": "last"})
-    rows = frame[frame["metric"] == metric]
-    per_run = run_windows(window)
-    if per_run is None:
-        rows = rows[rows["epoch"].isin(readout_epochs(window, frame))]
-    else:  # each run's own window (fc_epochs): the role and switch time say which
-        start = [None if pd.isna(t) else int(t) for t in rows["switch_time"]]
-        windows = {key: set(per_run.run_readout_epochs(*key)) for key in set(zip(rows["role"], start))}
-        rows = rows[[e in windows[key] for key, e in zip(zip(rows["role"], start), rows["epoch"])]]
+    rows = window_rows(frame, metric, window)
     window_mean = rows.groupby(["run", "layer"])["value"].agg(readout="mean", evals="count").reset_index()
     out = ends.merge(window_mean, on=["run", "layer"], how="left")
     out["evals"] = out["evals"].fillna(0).astype(int)
     out.loc[out["diverged"], "readout"] = np.nan
+    return out
+
+
+def window_rows(frame: pd.DataFrame, metric: str, window=None) -> pd.DataFrame:
+    """The rows of ``metric`` inside each run's read-out window (:func:`readout_epochs` of
+    ``window``, or each run's own window when the config gives FC runs a budget of their own)."""
+    rows = frame[frame["metric"] == metric]
+    per_run = run_windows(window)
+    if per_run is None:
+        return rows[rows["epoch"].isin(readout_epochs(window, frame))]
+    start = [None if pd.isna(t) else int(t) for t in rows["switch_time"]]  # role and t_w say which window
+    windows = {key: set(per_run.run_readout_epochs(*key)) for key in set(zip(rows["role"], start))}
+    return rows[[e in windows[key] for key, e in zip(zip(rows["role"], start), rows["epoch"])]]
+
+
+#: The pre-registered convergence rule (converged edition): training accuracy changing by less
+#: than this between the first and the last evaluation of the read-out window.
+FLAT = 0.01
+
+
+def convergence(frame: pd.DataFrame, window=None, provenance: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Whether each run had flattened, by the pre-registered rule: its training accuracy at the
+    first (``start``) and last (``end``) evaluation of its read-out window, ``change`` = end −
+    start, and ``flat`` (|change| < :data:`FLAT`).  One row per run, :func:`final`'s columns
+    (``diverged`` included: a diverged run is never flat); accuracies as fractions."""
+    ends = final(frame, "train_acc", provenance).drop(columns=["epoch", "value"])
+    rows = window_rows(frame, "train_acc", window).sort_values("epoch", kind="stable")
+    first_last = rows.groupby("run")["value"].agg(start="first", end="last", evals="count").reset_index()
+    out = ends.merge(first_last, on="run", how="left")
+    out["evals"] = out["evals"].fillna(0).astype(int)
+    out["change"] = out["end"] - out["start"]
+    out["flat"] = ~out["diverged"] & (out["evals"] >= 2) & (out["change"].abs() < FLAT)
     return out
 
 
