@@ -860,8 +860,9 @@ def test_tables_are_numbered_by_the_chapter_of_their_page():
     from needle_core import book
 
     chapters = book.chapters()
-    assert chapters["01_embedding"] == ("1", []) and chapters["03_switch_time"] == ("3", [])
-    assert chapters["03_switch_time_lr"] == ("3", ["03_switch_time"]) and "scorecard" not in chapters
+    assert chapters["01_embedding"] == ("1", []) and chapters["03_switch_time_converged"] == ("3", [])
+    assert chapters["03_switch_time"] == ("3", ["03_switch_time_converged", "03_switch_time_converged_low_lr"])
+    assert chapters["03_switch_time_lr"][1][-1] == "03_switch_time" and "scorecard" not in chapters
     nb = nbformat.v4.new_notebook()
     html = '<table><caption>{}</caption></table>'
     nb.cells = [nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output(
