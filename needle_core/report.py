@@ -428,6 +428,37 @@ def verdict_table(card: pd.DataFrame, sentences: Mapping[int, str], key: str = "
                  f"<th>details</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"))
 
 
+#: What the book calls each edition's arm-1 profile.
+EDITION_NAMES = {"converged": "converged edition", "cpu": "20-epoch edition", "smoke": "smoke run"}
+
+
+def editions_table(cards: Mapping[str, pd.DataFrame], key: str = "tab-editions") -> None:
+    """The verdict of every claim in each edition, side by side, one row per claim: ``cards``
+    maps an edition's profile to its :func:`scorecard` table; a claim judged per arm shows
+    each arm's verdict under the joint one."""
+    from IPython.display import HTML, display
+
+    def cell(card, claim, label):
+        rows = card[card["claim"] == claim]
+        if rows.empty:
+            return f'<td data-label="{html.escape(label)}">–</td>'
+        parts = []
+        for r in rows.itertuples():
+            arms = f'<br><span class="needle-arms">{html.escape(str(r.arms))}</span>' if r.arms else ""
+            where = f" ({html.escape(r.configuration)})" if rows["configuration"].nunique() > 1 else ""
+            parts.append(f"<strong>{html.escape(str(r.verdict))}</strong>{where}{arms}")
+        return (f'<td data-label="{html.escape(label)}" class="verdict-{str(rows.iloc[0].verdict).replace(" ", "-")}">'
+                f'{"<br>".join(parts)}</td>')
+
+    claims = sorted(set().union(*(set(c["claim"]) for c in cards.values())))
+    head = "".join(f"<th>{html.escape(EDITION_NAMES.get(p, p))}</th>" for p in cards)
+    body = "".join(f'<tr><td data-label="claim">{c}</td><td>{html.escape(CLAIM_SHORT.get(c, ""))}</td>'
+                   + "".join(cell(card, c, EDITION_NAMES.get(p, p)) for p, card in cards.items()) + "</tr>" for c in claims)
+    display(HTML(f'<div class="needle-scroll" id="{key}"><table class="dataframe needle-table needle-editions">'
+                 f"<thead><tr><th>claim</th><th>the paper says</th>{head}</tr></thead><tbody>{body}</tbody>"
+                 "</table></div>"))
+
+
 def verdict_counts(card: pd.DataFrame) -> str:
     """"5 reproduce (claims 1, 3, 5, 6, 7), 1 inconclusive (claim 4), ..." in the order of
     :data:`needle_core.analysis.VERDICTS` (and any verdict the card has beyond them)."""
