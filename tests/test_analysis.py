@@ -587,3 +587,25 @@ def test_an_arm_at_one_lower_lr_throughout_is_compared_with_its_own_trunk():
                            ).set_index("claim").loc[5]
     assert five["verdict"] == "conflicting" and five["arms"].endswith(": reproduces")
     assert five["test"].split(" ‖ ")[1].count("trunk CNN") == 1
+
+
+def test_editions_table_puts_each_claims_verdicts_side_by_side(monkeypatch):
+    """One row per claim of either card; each edition's verdict (and its arms) in its column, a
+    dash where an edition has no row for the claim; a card per claim on a phone (data-label)."""
+    from IPython.display import HTML
+
+    from needle_core import report
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    converged = pd.DataFrame(dict(claim=[1, 5], verdict=["reproduces", "pending"], configuration=["c"] * 2,
+                                  arms=["", "arm 1 (paper's protocol): reproduces · arm 2: pending"]))
+    early = pd.DataFrame(dict(claim=[1, 5, 6], verdict=["reproduces", "conflicting", "inconclusive"],
+                              configuration=["e"] * 3, arms=["", "arm 1: inconclusive · arm 2: reproduces", ""]))
+    report.editions_table({"converged": converged, "cpu": early})
+    [table] = shown
+    assert isinstance(table, HTML)
+    rows = table.data.split("<tr>")[2:]  # after the header row
+    assert len(rows) == 3
+    assert "conflicting" in rows[1] and "arm 2: pending" in rows[1] and 'data-label="20-epoch edition"' in rows[1]
+    assert '<td data-label="converged edition">–</td>' in rows[2] and "inconclusive" in rows[2]
