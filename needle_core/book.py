@@ -275,7 +275,7 @@ EDITION = {"cpu": {"02_training_curves": {"title": "Training curves, 20-epoch ed
                                                  "in_progress": True, "other_edition": "cpu",
                                                  "other_second_arm": "cpu-lr",
                                                  "title": "Scorecard: which claims reproduce (converged edition)"},
-                         "02_training_curves_converged": {"source": "02_training_curves",
+                         "02_training_curves_converged": {"source": "02_training_curves", "in_progress": True,
                                                           "title": "Training curves around the switch"},
                          "03_switch_time_converged": {"source": "03_switch_time", "in_progress": True,
                                                       "title": "Accuracy against the switch time (arm 1: the "
@@ -284,7 +284,7 @@ EDITION = {"cpu": {"02_training_curves": {"title": "Training curves, 20-epoch ed
                              "source": "03_switch_time", "profile": "converged-low-lr", "results_dir": None,
                              "train": False, "in_progress": True,
                              "title": "The same at lr 0.05 throughout (arm 2, still training)"},
-                         "04_deviation_converged": {"source": "04_deviation",
+                         "04_deviation_converged": {"source": "04_deviation", "in_progress": True,
                                                     "title": "Deviation from the CNN subspace"},
                          "06_curves": {"in_progress": True}}}
 

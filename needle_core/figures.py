@@ -429,8 +429,8 @@ def _pair_order(frame: pd.DataFrame) -> list[str]:
 def curve_paths(scans: pd.DataFrame, cfg):
     """Training loss along every path of every curve task, as excess over the chord between
     the endpoints (nats; the barrier is each line's maximum): one panel per pair (the tested
-    eFCN → FCN first, then the controls), one colour per path, one thin line per task (seed,
-    t_w).  Without curves, the axes say so."""
+    eFCN → FCN first, then the controls), one colour per path, one thin line per task (seed),
+    a line style per t_w where there are several.  Without curves, the axes say so."""
     s = scans[analysis.select(scans, cfg) & (scans["metric"] == "loss") & (scans["split"] == "train")] \
         if len(scans) else scans
     pairs = _pair_order(s) if len(s) else []
@@ -440,11 +440,15 @@ def curve_paths(scans: pd.DataFrame, cfg):
     if not pairs:
         axes[0, 0].text(0.5, 0.5, "no trained curves in this store", ha="center", va="center",
                         transform=axes[0, 0].transAxes)
+    times = sorted(s["switch_time"].dropna().unique()) if pairs else []
+    dashes = dict(zip(times, ["-", "--", ":", "-."] * len(times)))  # the tested t_w, told apart
     for ax, pair in zip(axes.flat, pairs):
         for (task, method), g in s[s["pair"] == pair].groupby(["task", "method"], sort=True):
             g = g.sort_values("t")
             chord = g["value"].iloc[0] + g["t"] * (g["value"].iloc[-1] - g["value"].iloc[0])
-            ax.plot(g["t"], g["value"] - chord, linewidth=0.9, alpha=0.8, color=CURVE_METHOD_STYLE[method]["color"])
+            t_w = g["switch_time"].iloc[0]
+            ax.plot(g["t"], g["value"] - chord, linewidth=0.9, alpha=0.8, color=CURVE_METHOD_STYLE[method]["color"],
+                    linestyle="-" if pd.isna(t_w) else dashes[t_w])
         ax.axhline(0, color="0.55", linewidth=0.8, linestyle=":")
         ax.set_title(analysis.PAIR_LABELS[pair])
         ax.set_xticks([0, 0.5, 1])
@@ -455,6 +459,9 @@ def curve_paths(scans: pd.DataFrame, cfg):
     for ax in axes[-1]:
         ax.set_xlabel("t along the path")
     handles = [Line2D([], [], linewidth=1.5, label=m, color=kw["color"]) for m, kw in CURVE_METHOD_STYLE.items()]
+    if len(times) > 1:
+        handles += [Line2D([], [], color="0.3", linewidth=1.0, linestyle=dashes[t], label=f"$t_w$ = {int(t)}")
+                    for t in times]
     _legend(fig, handles, analysis.label(cfg))
     return fig
 

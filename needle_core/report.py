@@ -144,7 +144,7 @@ def load(profile: str, results_dir=None, overrides: Mapping | None = None, train
             overrides["seeds"] = list(state.landed)
             config = make_config(profile, overrides)
     with warnings.catch_warnings():
-        if state is not None and (state.pending or state.curves_pending):  # counted in ``progress``, not warned
+        if state is not None and state.pending:  # counted in ``progress``, not warned
             warnings.filterwarnings("ignore", message=".* lacks .* of the config's runs")
         frame = sweep_results(profile, root, overrides, train=train)
     runs = ResultStore(root).provenance()
@@ -913,7 +913,8 @@ def _curve_key(prefix: str, cfg) -> str:
 def curve_rule(page, curves: pd.DataFrame, traces: pd.DataFrame) -> None:
     """Claim 6's pre-registered test per tested t_w (the store's ``landscape_switch_times``):
     the tested and control curve barriers, their paired difference d over seeds with its 95%
-    and Bonferroni intervals, then the verdict (pending while curves are still to come)."""
+    and Bonferroni intervals, then the verdict (pending while curves are still to come; "not
+    measured" for a configuration with no curve yet)."""
     times = page.config.landscape_switch_times or None
     for cfg in page.configurations():
         rows = curves[analysis.select(curves, cfg)] if len(curves) else curves
@@ -924,84 +925,127 @@ def curve_rule(page, curves: pd.DataFrame, traces: pd.DataFrame) -> None:
         table(per[["t_w", "n", *nats]], _curve_key("tab-curve-rule", cfg), formats={c: "{:.3f}" for c in nats},
               caption=f"Claim 6's test, {analysis.label(cfg)}: curve barriers (nats, mean over the seeds with both) and "
               "their paired difference d; n: seeds with a tested curve and a control")
-        six = analysis.pending(analysis.curve_barrier_claim(rows, cfg, traces, times), page.curves_pending)
+        six = analysis.curve_barrier_claim(rows, cfg, traces, times) or analysis.not_measured(
+            "no trained curve of this configuration in the store")
+        six = analysis.pending(six, page.curves_pending, planned=bool(times))
         print(f"Claim 6 by trained curves ({analysis.label(cfg)}): {six['verdict']}: {six['reason']}.")
 
 
+#: The columns of :func:`curve_tasks`.
+CURVE_TASK_COLUMNS = ["pair", "seeds", "t_w", "status", *landscape.CURVE_METHODS, "test acc (ends)",
+                      "test acc (lowest)", "curve steps", "stopped by the rule", "minutes"]
+
+
 def curve_tasks(curves: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
-    """One row per measured curve task: its pair, seeds and t_w, the barrier of each path
-    (nats), the test accuracy at both ends and its lowest along the trained curve, the curve's
-    SGD steps and whether the convergence rule (not the budget) stopped it, and the task's
-    wall time (minutes)."""
-    if curves.empty:
-        return pd.DataFrame(columns=["pair", "seeds", "t_w", *landscape.CURVE_METHODS, "test acc (ends)",
-                                     "test acc (lowest)", "curve steps", "stopped by the rule", "minutes"])
-    keys = ["pair", "seed", "other", "switch_time"]
-    c = curves.assign(switch_time=curves["switch_time"].fillna(-1))
-    wide = c.pivot_table(index=keys, columns="method", values="barrier", aggfunc="first")
-    acc = c[c["method"] == "curve"].set_index(keys)[["test_acc_a", "test_acc_b", "test_acc_min"]]
-    rec = records.assign(switch_time=records["switch_time"].fillna(-1)).set_index(keys)
-    out = wide.join(acc).join(rec[["timing", "wall_time_s"]]).reset_index()
+    """One row per curve task the store records (one configuration's, or several: select
+    first), measured or not: its pair, seeds and t_w, its status ("done", or "endpoint_diverged":
+    an endpoint has no basin, nothing to measure), the barrier of each path (nats), the test
+    accuracy at both ends and its lowest along the trained curve, the curve's SGD steps,
+    whether the convergence rule stopped it ("no: budget" when the step budget did), and the
+    task's wall time (minutes)."""
+    if records.empty:
+        return pd.DataFrame(columns=CURVE_TASK_COLUMNS)
+    keys = landscape.KEYS
+    fill = {"switch_time": -1}  # control pairs have no t_w: a key that joins
+    rec = records.fillna(fill).reindex(columns=keys + ["status", "timing", "wall_time_s"])
+    c = curves.fillna(fill) if len(curves) else pd.DataFrame(columns=keys + ["method", "barrier"])
+    wide = c.pivot(index=keys, columns="method", values="barrier").reset_index() if len(c) else c[keys]
+    acc = c.loc[c["method"] == "curve", keys + ["test_acc_a", "test_acc_b", "test_acc_min"]] if len(c) else None
+    out = rec.merge(wide, on=keys, how="left", validate="one_to_one")
+    if acc is not None:
+        out = out.merge(acc, on=keys, how="left", validate="one_to_one")
+
+    def timing(t, key):
+        return t.get(key) if isinstance(t, dict) else None
+
+    stopped = {True: "yes", False: "no: budget", None: ""}
     return pd.DataFrame({
         "pair": out["pair"].map(analysis.PAIR_LABELS),
         "seeds": [f"{a}" if a == b else f"{a}–{b}" for a, b in zip(out["seed"], out["other"])],
         "t_w": out["switch_time"].map(lambda t: "" if t < 0 else int(t)),
+        "status": out["status"],
         **{m: out[m] if m in out else float("nan") for m in landscape.CURVE_METHODS},
-        "test acc (ends)": [f"{a:.3f} / {b:.3f}" for a, b in zip(out["test_acc_a"], out["test_acc_b"])],
-        "test acc (lowest)": out["test_acc_min"],
-        "curve steps": out["timing"].map(lambda t: t.get("curve_steps") if isinstance(t, dict) else None),
-        "stopped by the rule": out["timing"].map(lambda t: "yes" if isinstance(t, dict) and t.get("curve_stopped_by_rule")
-                                                 else "no: budget"),
-        "minutes": out["wall_time_s"] / 60})
+        "test acc (ends)": [f"{a:.3f} / {b:.3f}" if pd.notna(a) else "" for a, b in
+                            zip(out.get("test_acc_a", [None] * len(out)), out.get("test_acc_b", [None] * len(out)))],
+        "test acc (lowest)": out["test_acc_min"] if "test_acc_min" in out else float("nan"),
+        "curve steps": out["timing"].map(lambda t: timing(t, "curve_steps")),
+        "stopped by the rule": out["timing"].map(lambda t: stopped[timing(t, "curve_stopped_by_rule")]),
+        "minutes": out["wall_time_s"] / 60}, columns=CURVE_TASK_COLUMNS)
 
 
-def curve_task_table(curves: pd.DataFrame, records: pd.DataFrame) -> None:
-    """Display :func:`curve_tasks` (barriers to 3 decimals: a barrier of 0 is a measured 0.000)."""
-    table(curve_tasks(curves, records), "tab-curve-tasks",
-          "Every curve task: barriers (nats above the chord), test accuracy, steps and cost",
-          show=["pair", "seeds", "t_w", "linear", "curve", "test acc (lowest)", "minutes"],
-          formats={m: "{:.3f}" for m in landscape.CURVE_METHODS} | {"minutes": "{:.1f}"})
+def curve_task_table(page, curves: pd.DataFrame, records: pd.DataFrame) -> None:
+    """Display :func:`curve_tasks` per configuration (barriers to 3 decimals: a barrier of 0 is
+    a measured 0.000), with the tasks that could not be measured counted under it."""
+    for cfg in page.configurations():
+        mine = records[analysis.select(records, cfg)] if len(records) else records
+        tasks = curve_tasks(curves[analysis.select(curves, cfg)] if len(curves) else curves, mine)
+        table(tasks, _curve_key("tab-curve-tasks", cfg),
+              f"Every curve task, {analysis.label(cfg)}: barriers (nats above the chord), test accuracy, steps and cost",
+              show=["pair", "seeds", "t_w", "status", "linear", "curve", "test acc (lowest)", "minutes"],
+              formats={m: "{:.3f}" for m in landscape.CURVE_METHODS} | {"minutes": "{:.1f}"})
+        lost = tasks[tasks["status"] != "done"]
+        if len(lost):
+            print(f"{len(lost)} task(s) with nothing to measure (an endpoint diverged): "
+                  + ", ".join(f"{p} {s}" + (f" t_w={t}" if t != "" else "") for p, s, t in
+                              zip(lost["pair"], lost["seeds"], lost["t_w"]))
+                  + ". The rule's n at that t_w counts the seeds left.")
 
 
 def curve_provenance(records: pd.DataFrame, planned: int | None = None) -> dict:
-    """The footer's lines for the curve tasks: how many, their settings, time, machines, code."""
+    """The footer's lines for the curve tasks: how many (by status), their settings, time,
+    machines, code."""
     done = records[records["status"] == "done"] if len(records) else records
-    if not len(done):
-        return {"trained curves": "none measured"}
+    if not len(records):
+        return {"trained curves": "none measured" + (f" of {planned} planned" if planned else "")}
+    other = records.loc[records["status"] != "done", "status"].value_counts().sort_index()
+    counts = f"{len(done)} measured" + "".join(f", {n} {s}" for s, n in other.items())
     settings = sorted({", ".join(f"{k} {'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in s.items())
                        for s in done["settings"]})
-    return {"trained curves": f"{len(done)} measured" + (f" of {planned} planned" if planned else ""),
-            "curve settings": "; ".join(settings),
-            "curve time": f"{_seconds(float(done['wall_time_s'].sum()))} on {', '.join(sorted(set(done['device'])))}",
-            "code of the curves": commits(done["git_commit"])}
+    return {"trained curves": counts + (f" of {planned} planned" if planned else ""),
+            "curve settings": "; ".join(settings) or "–",
+            "curve time": f"{_seconds(float(records['wall_time_s'].fillna(0).sum()))} on "
+                          f"{', '.join(sorted(set(records['device'].dropna())))}",
+            "code of the curves": commits(records["git_commit"])}
 
 
 # --- Page 2: did each run flatten? -----------------------------------------------------------------
 
 def convergence_table(page) -> pd.DataFrame:
-    """Per configuration, role and t_w: the runs, how many had flattened by the pre-registered
-    rule (:func:`needle_core.analysis.convergence`), how many diverged, the mean change of the
-    training accuracy across the read-out window, and each seed's change (fold)."""
-    runs = analysis.convergence(page.frame, page.config, page.runs)
+    """Per configuration, role and t_w: the runs, how many converged by the pre-registered rule
+    (:func:`needle_core.analysis.convergence`: flat across the read-out window; a trunk also at
+    0.99 training accuracy at the largest t_w), how many diverged, the mean |change| of the
+    training accuracy across the read-out window, and each seed's change (fold; for a trunk also
+    its training accuracy at the largest t_w and the first epoch it reached 0.99)."""
+    runs = analysis.convergence(page.frame, page.config, page.runs, max(page.config.switch_times, default=None))
     rows = []
-    for key, g in runs.groupby(analysis.CONFIG_KEYS + ["role", runs["switch_time"].fillna(-1)], sort=True):
+    for key, g in runs.groupby(analysis.CONFIG_KEYS + ["role", runs["switch_time"].fillna(-1)], sort=True,
+                               dropna=False):  # n_train None: the whole training set
         *cfg, role, t = key
         g = g.sort_values("seed")
+
+        def seed(r):
+            if r.diverged:
+                return f"s{r.seed}: diverged"
+            first = "never" if pd.isna(r.reached) else f"first at epoch {int(r.reached)}"
+            trunk = (f" (at the largest t_w {r.at_largest:.3f}; ≥ {analysis.TRUNK_ACCURACY}: {first})"
+                     if r.role == "cnn" else "")
+            return f"s{r.seed}: {r.change:+.3f}{trunk}"
+
         rows.append(dict(zip(analysis.CONFIG_KEYS, cfg), role=plots.LABELS.get(role, role),
-                         t_w=None if t == -1 else int(t), runs=len(g), flat=int(g["flat"].sum()),
-                         diverged=int(g["diverged"].sum()), change=float(g["change"].mean()),
-                         per_seed=", ".join(f"s{s}: {'diverged' if d else f'{c:+.3f}'}"
-                                            for s, c, d in zip(g["seed"], g["change"], g["diverged"]))))
+                         t_w=None if t == -1 else int(t), runs=len(g), converged=int(g["converged"].sum()),
+                         diverged=int(g["diverged"].sum()), change=float(g["change"].abs().mean()),
+                         per_seed=", ".join(seed(r) for r in g.itertuples())))
     return pd.DataFrame(rows)
 
 
 def convergence_section(page) -> None:
-    """Display :func:`convergence_table` with a one-line count of the flattened runs."""
+    """Display :func:`convergence_table` with a one-line count of the converged runs."""
     table_ = convergence_table(page)
-    table(table_.rename(columns={"change": "mean change", "per_seed": "change per seed"}), "tab-convergence",
-          f"Did each run flatten? Training accuracy changing by less than {analysis.FLAT} between the first and "
-          f"last evaluation of its read-out window; {page.label}",
-          show=["role", "t_w", "runs", "flat", "diverged", "mean change"],
-          formats={"t_w": "{:.0f}", "mean change": "{:+.3f}"})
-    print(f"{int(table_['flat'].sum())} of {int(table_['runs'].sum())} runs flattened; "
+    table(table_.rename(columns={"change": "mean |change|", "per_seed": "change per seed"}), "tab-convergence",
+          f"Did each run converge? Training accuracy changing by less than {analysis.FLAT} between the first and "
+          f"last evaluation of its read-out window (a trunk also at {analysis.TRUNK_ACCURACY} or more at the largest "
+          f"t_w); {page.label}",
+          show=["role", "t_w", "runs", "converged", "diverged", "mean |change|"],
+          formats={"t_w": "{:.0f}", "mean |change|": "{:.3f}"})
+    print(f"{int(table_['converged'].sum())} of {int(table_['runs'].sum())} runs converged by the rule; "
           f"{int(table_['diverged'].sum())} diverged.")

@@ -192,21 +192,43 @@ def test_readout_window_is_the_last_fifth_of_the_budget():
     assert analysis.readout_epochs([20, 19]) == [19, 20]
 
 
+def _with_train(group, train):
+    return [dict(r, value=train(r["epoch"])) if r["metric"] == "train_acc" else r for r in group]
+
+
 def test_convergence_reads_the_train_accuracy_across_the_readout_window():
     """The pre-registered rule: flat when the training accuracy changes by less than 0.01 between
-    the window's first and last evaluation; a diverged run is never flat."""
-    def with_train(group, train):
-        return [dict(r, value=train(r["epoch"])) if r["metric"] == "train_acc" else r for r in group]
-
-    df = frame_of(with_train(rows("cnn", 0, 0.5, epochs=READOUT_EPOCHS), lambda e: 0.99 + e / 10_000),
-                  with_train(rows("fcn", 0, 0.4, epochs=READOUT_EPOCHS), lambda e: 0.9 - (e - 17) / 50),
+    the window's first and last evaluation; a trunk also at 0.99 or more at the largest t_w; a
+    diverged run is never flat."""
+    df = frame_of(_with_train(rows("cnn", 0, 0.5, epochs=READOUT_EPOCHS), lambda e: 0.5 if e < 10 else 0.99 + e / 10_000),
+                  _with_train(rows("cnn", 1, 0.5, epochs=READOUT_EPOCHS), lambda e: 0.98 if e <= 10 else 0.999),
+                  _with_train(rows("fcn", 0, 0.4, epochs=READOUT_EPOCHS), lambda e: 0.9 - (e - 17) / 50),
                   rows("efcn", 0, 0.3, switch_time=10, status="diverged", epochs=(10, 16, 17)))
-    out = analysis.convergence(df, {"epochs": 20, "readout": 0.2}).set_index("role")
-    assert out.loc["cnn", "flat"] and out.loc["cnn", "change"] == pytest.approx(0.0003)
-    assert out.loc["cnn", "evals"] == 4
-    assert not out.loc["fcn", "flat"] and out.loc["fcn", "change"] == pytest.approx(-0.06)
-    assert not out.loc["efcn", "flat"] and out.loc["efcn", "diverged"]  # one evaluation in the window
-    assert analysis.FLAT == 0.01
+    out = analysis.convergence(df, {"epochs": 20, "readout": 0.2}).set_index("run")
+    cnn0, cnn1 = out.loc["vanilla-w4-n100-s0/cnn"], out.loc["vanilla-w4-n100-s1/cnn"]
+    assert cnn0["flat"] and cnn0["change"] == pytest.approx(0.0003) and cnn0["evals"] == 4
+    assert cnn0["reached"] == 10 and cnn0["at_largest"] == pytest.approx(0.991) and cnn0["converged"]
+    assert cnn1["flat"] and cnn1["reached"] == 16 and not cnn1["converged"]  # 0.98 at t_w = 10: flat, not converged
+    fcn, efcn = out.loc["vanilla-w4-n100-s0/fcn"], out.loc["vanilla-w4-n100-s0/efcn-t10"]
+    assert not fcn["flat"] and fcn["change"] == pytest.approx(-0.06) and not fcn["converged"]
+    assert not efcn["flat"] and efcn["diverged"] and not efcn["converged"]  # one evaluation in the window
+    assert (analysis.FLAT, analysis.TRUNK_ACCURACY) == (0.01, 0.99)
+
+
+def test_convergence_table_keeps_the_whole_training_set():
+    """n_train None (the paper profile: every training image) is a configuration, not a gap."""
+    from types import SimpleNamespace
+
+    from needle_core import report
+
+    df = frame_of(_with_train(rows("cnn", 0, 0.5, epochs=READOUT_EPOCHS), lambda e: 0.995),
+                  rows("fcn", 0, 0.4, epochs=READOUT_EPOCHS))
+    df["n_train"] = None
+    page = SimpleNamespace(frame=df, config=SimpleNamespace(readout_epochs=[17, 18, 19, 20], switch_times=[10]),
+                           runs=None, label="read-out")
+    table = report.convergence_table(page)
+    assert list(table["role"]) == ["CNN", "FCN"] and list(table["converged"]) == [1, 1]
+    assert table["n_train"].isna().all() and "at the largest t_w 0.995" in table["per_seed"].iloc[0]
 
 
 def test_readout_label_names_the_window():

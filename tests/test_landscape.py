@@ -190,23 +190,45 @@ def test_curve_results_traces_and_the_decision(curved):
     assert card.loc[6, "wall_time"] == pytest.approx(landscape.curve_records(root)["wall_time_s"].sum())
 
 
-def test_page_6b_tables_and_figures(curved):
-    """Page 6b's per-task table joins each task's barriers, test accuracy, steps and cost; its
-    figures draw the store's curves, and say so when there are none."""
+def test_page_6b_tables_and_figures(curved, capsys, monkeypatch):
+    """Page 6b's per-task table joins each task's barriers, test accuracy, steps and cost (per
+    configuration: keys include the width), keeps a task whose endpoint diverged (nothing
+    measured) as a row with its status, and the rule's section says "not measured" for a
+    configuration without curves; the figures draw the store's curves, and say so when there
+    are none."""
     import matplotlib
 
     matplotlib.use("Agg")
+    from types import SimpleNamespace
+
     from needle_core import figures, plots, report
 
     root, _ = curved
     curves, records = landscape.curve_results(root), landscape.curve_records(root)
     tasks = report.curve_tasks(curves, records)
-    assert len(tasks) == 5 and set(tasks["pair"]) == set(analysis.PAIR_LABELS.values())
+    assert len(tasks) == 5 and set(tasks["pair"]) == set(analysis.PAIR_LABELS.values()) and set(tasks["status"]) == {"done"}
     by_pair = curves[curves["method"] == "curve"].groupby("pair")["barrier"].mean()
     assert tasks.groupby("pair")["curve"].mean().sort_index().tolist() == pytest.approx(
         by_pair.rename(index=analysis.PAIR_LABELS).sort_index().tolist())
     assert (tasks["minutes"] * 60).sum() == pytest.approx(records["wall_time_s"].sum())
-    assert set(tasks["stopped by the rule"]) <= {"yes", "no: budget"} and tasks["curve steps"].le(10).all()
+    steps = sorted(int(t["curve_steps"]) for t in records["timing"])
+    assert sorted(tasks["curve steps"].astype(int)) == steps and all(0 < n <= 10 for n in steps)
+    # another width's copy of every task: the same keys but the width, so the rows stay apart
+    wide_c, wide_r = curves.assign(width=8, barrier=curves["barrier"] + 1), records.assign(width=8)
+    both = report.curve_tasks(pd.concat([curves, wide_c]), pd.concat([records, wide_r]))
+    assert len(both) == 10 and both["curve"].sum() == pytest.approx(2 * tasks["curve"].sum() + 5)
+    # a task whose endpoint diverged: recorded, nothing measured, still a row
+    lost = records.iloc[:1].assign(status="endpoint_diverged", seed=7, other=7, timing=None, wall_time_s=float("nan"))
+    with_lost = report.curve_tasks(curves, pd.concat([records, lost], ignore_index=True))
+    row = with_lost[with_lost["status"] == "endpoint_diverged"].iloc[0]
+    assert len(with_lost) == 6 and row["seeds"] == "7" and pd.isna(row["curve"]) and row["stopped by the rule"] == ""
+    assert "1 endpoint_diverged" in report.curve_provenance(pd.concat([records, lost]), 6)["trained curves"]
+    # the rule's section on a configuration with no curve at all
+    page = SimpleNamespace(config=SimpleNamespace(landscape_switch_times=[2]), curves_pending=None,
+                           configurations=lambda: [{"arch": "vanilla", "width": 16, "n_train": 500}])
+    monkeypatch.setattr("IPython.display.display", lambda obj: None)
+    report.curve_rule(page, curves, landscape.curve_traces(root))
+    assert "Claim 6 by trained curves (vanilla w16, n_train 500): not measured" in capsys.readouterr().out
     cfg = {"arch": "vanilla", "width": 4, "n_train": 500}
     for fig in (figures.curve_paths(landscape.curve_scans(root), cfg), figures.curve_barriers(curves, cfg),
                 figures.curve_convergence(landscape.curve_traces(root), cfg)):

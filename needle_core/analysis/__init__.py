@@ -41,7 +41,7 @@ One module per thing it decides; each imports only from the ones above it:
 Every name is re-exported here: ``analysis.paired``, ``analysis.claims`` and so on.
 """
 from .stats import ALPHA, POWER, detectable, interval, spread, t_interval
-from .readouts import (BRANCH_ROLES, CONFIG_KEYS, FLAT, GROUP_KEYS, configurations, convergence, epoch_span, final,
+from .readouts import (BRANCH_ROLES, CONFIG_KEYS, FLAT, GROUP_KEYS, TRUNK_ACCURACY, configurations, convergence, epoch_span, final,
                        label, over_seeds, per_switch_time, readout, readout_epochs, readout_intervals, readout_label,
                        run_windows, select, window_rows)
 from .comparisons import control_role, paired, paired_seeds
@@ -56,7 +56,7 @@ from .scorecard import (ABSTRACT, ABSTRACT_QUOTE, COLUMNS, JOINT_REGISTERED, JOI
 __all__ = ["ALPHA", "POWER", "detectable", "interval", "spread", "t_interval",
            "BRANCH_ROLES", "CONFIG_KEYS", "GROUP_KEYS", "configurations", "epoch_span", "final", "label", "over_seeds",
            "per_switch_time", "readout", "readout_epochs", "readout_intervals", "readout_label", "run_windows", "select",
-           "FLAT", "convergence", "window_rows",
+           "FLAT", "TRUNK_ACCURACY", "convergence", "window_rows",
            "control_role", "paired", "paired_seeds",
            "dataset_label", "describe",
            "BARRIER", "RULES", "SMALL_DEVIATION", "SPIKE_RISE", "VERDICTS", "Rule", "decide", "not_measured", "pending",

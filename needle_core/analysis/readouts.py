@@ -177,15 +177,23 @@ def window_rows(frame: pd.DataFrame, metric: str, window=None) -> pd.DataFrame:
 
 
 #: The pre-registered convergence rule (converged edition): training accuracy changing by less
-#: than this between the first and the last evaluation of the read-out window.
+#: than FLAT between the first and the last evaluation of the read-out window; the trunk CNN must
+#: also reach TRUNK_ACCURACY before the largest switch time.
 FLAT = 0.01
+TRUNK_ACCURACY = 0.99
 
 
-def convergence(frame: pd.DataFrame, window=None, provenance: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Whether each run had flattened, by the pre-registered rule: its training accuracy at the
-    first (``start``) and last (``end``) evaluation of its read-out window, ``change`` = end −
-    start, and ``flat`` (|change| < :data:`FLAT`).  One row per run, :func:`final`'s columns
-    (``diverged`` included: a diverged run is never flat); accuracies as fractions."""
+def convergence(frame: pd.DataFrame, window=None, provenance: pd.DataFrame | None = None,
+                largest_switch_time: int | None = None) -> pd.DataFrame:
+    """Whether each run converged, by the pre-registered rule.  One row per run, :func:`final`'s
+    columns (``diverged`` included) and: ``start`` and ``end``, its training accuracy at the
+    first and last evaluation of its read-out window; ``change`` = end − start; ``flat``
+    (|change| < :data:`FLAT`, never for a diverged run); for the trunk CNN, ``reached``: the
+    first epoch at which its training accuracy is at least :data:`TRUNK_ACCURACY` (NaN if never)
+    and ``at_largest``: its training accuracy at ``largest_switch_time`` (default: the frame's
+    largest switch time); ``converged``: flat, and for a trunk, at least TRUNK_ACCURACY at the
+    largest switch time.  A trunk is evaluated at the switch times, so "before t_w" can only be
+    read as "by the evaluation at t_w": ``reached`` says when.  Accuracies as fractions."""
     ends = final(frame, "train_acc", provenance).drop(columns=["epoch", "value"])
     rows = window_rows(frame, "train_acc", window).sort_values("epoch", kind="stable")
     first_last = rows.groupby("run")["value"].agg(start="first", end="last", evals="count").reset_index()
@@ -193,6 +201,16 @@ def convergence(frame: pd.DataFrame, window=None, provenance: pd.DataFrame | Non
     out["evals"] = out["evals"].fillna(0).astype(int)
     out["change"] = out["end"] - out["start"]
     out["flat"] = ~out["diverged"] & (out["evals"] >= 2) & (out["change"].abs() < FLAT)
+    train = frame[(frame["metric"] == "train_acc") & (frame["role"] == "cnn")]
+    if largest_switch_time is None:
+        times = frame["switch_time"].dropna()
+        largest_switch_time = int(times.max()) if len(times) else None
+    at = train[train["epoch"] == largest_switch_time].groupby("run")["value"].first()
+    reached = train[train["value"] >= TRUNK_ACCURACY].groupby("run")["epoch"].min()
+    out["at_largest"] = out["run"].map(at)
+    out["reached"] = out["run"].map(reached)
+    trunk = out["role"] == "cnn"
+    out["converged"] = out["flat"] & (~trunk | (out["at_largest"] >= TRUNK_ACCURACY))
     return out
 
 
