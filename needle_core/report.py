@@ -169,6 +169,7 @@ def scorecard(page: Results, arm2: Results | None = None) -> tuple[pd.DataFrame,
     barriers, curves = landscape.results(page.root), landscape.curve_results(page.root)
     card = analysis.claims(page.frame, page.runs, page.config, landscape=barriers, curves=curves,
                            curve_traces=landscape.curve_traces(page.root),
+                           curve_records=landscape.curve_records(page.root),
                            arm2=arm2 and (arm2.frame, arm2.runs, arm2.config, arm2.pending),
                            in_progress=page.pending, curves_in_progress=page.curves_pending,
                            landscape_seconds=lambda cfg: landscape.wall_times(page.root, cfg))

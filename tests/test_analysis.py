@@ -631,3 +631,20 @@ def test_editions_table_puts_each_claims_verdicts_side_by_side(monkeypatch):
     assert len(rows) == 3
     assert "conflicting" in rows[1] and "arm 2: pending" in rows[1] and 'data-label="20-epoch edition"' in rows[1]
     assert '<td data-label="converged edition">–</td>' in rows[2] and "inconclusive" in rows[2]
+
+
+def test_claim_6_counts_curve_tasks_with_a_diverged_endpoint():
+    """A tested or control task whose endpoint diverged has no barrier: the claim's sensitivity
+    line counts it (it is left out of n, never silently)."""
+    cfg = {"arch": "vanilla", "width": 4, "n_train": 100}
+    curves = pd.DataFrame([dict(cfg, pair=p, seed=s, other=o, switch_time=t, method="curve", barrier=b)
+                           for p, s, o, t, b in (("efcn-fcn", 0, 0, 3, 0.2), ("efcn-fcn", 1, 1, 3, 0.3),
+                                                 ("fcn-fcn", 0, 1, np.nan, 0.1))])
+    records = pd.DataFrame([dict(cfg, pair=p, seed=s, other=o, switch_time=t, status=st)
+                            for p, s, o, t, st in (("efcn-fcn", 0, 0, 3, "done"), ("efcn-fcn", 1, 1, 3, "done"),
+                                                   ("fcn-fcn", 0, 1, np.nan, "done"),
+                                                   ("efcn-fcn", 2, 2, 3, "endpoint_diverged"),
+                                                   ("efcn-efcn", 1, 2, 3, "endpoint_diverged"))])
+    six = analysis.curve_barrier_claim(curves, cfg, None, [3], records)
+    assert "1 tested and 1 control curve tasks had a diverged endpoint" in six["sensitivity"]
+    assert "diverged endpoint" not in analysis.curve_barrier_claim(curves, cfg, None, [3], records.iloc[:3])["sensitivity"]

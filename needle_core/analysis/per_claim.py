@@ -187,7 +187,7 @@ PAIR_LABELS = {"efcn-fcn": "eFCN → FCN", "fcn-fcn": "FCN ↔ FCN", "efcn-efcn"
 
 
 def curve_barrier_claim(curves: pd.DataFrame | None, cfg: Mapping, traces: pd.DataFrame | None = None,
-                        switch_times: list[int] | None = None) -> dict | None:
+                        switch_times: list[int] | None = None, records: pd.DataFrame | None = None) -> dict | None:
     """Claim 6 by trained curves, the rule pre-registered for the converged edition
     (:func:`needle_core.landscape.curve_claim`), as scorecard fields; None when the store has no
     curve measurements for ``cfg`` (the string rule of :func:`landscape_claim` then applies).
@@ -195,7 +195,9 @@ def curve_barrier_claim(curves: pd.DataFrame | None, cfg: Mapping, traces: pd.Da
     ``curves``: :func:`needle_core.landscape.curve_results` (barriers in nats of training loss
     over the chord); ``traces``: :func:`needle_core.landscape.curve_traces`, to count the
     curves stopped by the step budget rather than by the convergence rule; ``switch_times``: the
-    registered t_w of the curves (``landscape_switch_times``), each of which must be measured."""
+    registered t_w of the curves (``landscape_switch_times``), each of which must be measured;
+    ``records``: :func:`needle_core.landscape.curve_records`, to count the tasks with nothing to
+    measure (an endpoint diverged), which the rule's n leaves out."""
     from ..landscape import MARGIN, curve_claim, curve_differences
 
     if curves is None or curves.empty:
@@ -226,6 +228,13 @@ def curve_barrier_claim(curves: pd.DataFrame | None, cfg: Mapping, traces: pd.Da
     tested = rows[(rows["pair"] == "efcn-fcn") & (rows["method"] == "curve")]
     lost = int((~np.isfinite(tested["barrier"].astype(float))).sum())
     budget = f"; {lost} tested curves without a finite barrier (a diverged endpoint) left out" if lost else ""
+    if records is not None and len(records):
+        mine = records[select(records, cfg)] if set(CONFIG_KEYS) <= set(records.columns) else records
+        empty = mine[mine["status"] != "done"]
+        if len(empty):
+            tested_empty = int((empty["pair"] == "efcn-fcn").sum())
+            budget += (f"; {tested_empty} tested and {len(empty) - tested_empty} control curve tasks had a diverged "
+                       "endpoint (nothing to measure: left out, n counts the seeds left)")
     if traces is not None and len(traces):
         curve = traces[traces["method"] == "curve"]
         if set(CONFIG_KEYS) <= set(curve.columns):

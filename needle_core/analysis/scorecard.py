@@ -68,7 +68,7 @@ COLUMNS = ["claim", "configuration", "abstract", "reading", "test", "estimate", 
 def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: str = "test_acc",
            landscape: pd.DataFrame | None = None, arm2: tuple | None = None,
            curves: pd.DataFrame | None = None, curve_traces: pd.DataFrame | None = None,
-           in_progress: str | None = None, curves_in_progress: str | None = None,
+           curve_records: pd.DataFrame | None = None, in_progress: str | None = None, curves_in_progress: str | None = None,
            landscape_seconds: Callable[[dict], dict] | None = None) -> pd.DataFrame:
     """The scorecard: one row per claim of paper.md §1 and per configuration (arch, width,
     n_train), decided by the pre-registered rules (book/preregistration.md, :data:`RULES`).
@@ -88,8 +88,9 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
     the landscape measurements (claim 6 is "not measured" without them); ``arm2`` the
     ``(frame, provenance, config)`` of the arm that changes the learning rate at the switch
     (with its controlled CNN), optionally followed by its own ``in_progress``: claim 5 is then
-    decided over both arms (:func:`both_arms`).  ``curves`` and ``curve_traces``: the trained
-    curves of the store (:func:`needle_core.landscape.curve_results`, ``curve_traces``):
+    decided over both arms (:func:`both_arms`).  ``curves``, ``curve_traces`` and
+    ``curve_records``: the trained curves of the store (:func:`needle_core.landscape.curve_results`,
+    ``curve_traces``, ``curve_records``: the last counts the tasks whose endpoint diverged):
     claim 6 is then decided by the curves' rule, else by the string rule on ``landscape``.
     ``curves_in_progress``: its trained curves are still being measured (claim 6 pending).
     ``in_progress``: the campaign is still
@@ -150,7 +151,7 @@ def claims(frame: pd.DataFrame, provenance: pd.DataFrame, config=None, metric: s
                             **{key: f"arm 1: {info[key]} ‖ arm 2: {info2[key]}" for key in ("profile", "data",
                                                                                             "hardware")})
         planned = cfg_dict.get("landscape_switch_times") or []  # the curves' t_w, fixed before any curve
-        six = curve_barrier_claim(curves, cfg, curve_traces, planned or None)
+        six = curve_barrier_claim(curves, cfg, curve_traces, planned or None, curve_records)
         rows.append(dict(pending(six or landscape_claim(landscape, cfg), curves_in_progress, planned=bool(planned)),
                          claim=6, page="06_curves" if planned or six else PAGES[6], wall_time=(landscape_seconds(cfg) if landscape_seconds else {}).get(
                              "curve" if six else "string", 0.0)))
