@@ -33,6 +33,7 @@ from .layers import EmbeddedConv, sq_norm
 #: eFCN (benchmarks/deviation-bias-2026-12-06.txt).
 DEVIATION_VERSION = 2
 
+
 def _centred(x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mean, spread)`` of the copies in ``x`` (positions on dims 2 and 3) over ``mask``
     (all copies when None).
