@@ -587,16 +587,21 @@ def barrier_table(points: dict, configurations) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def settings_text(settings) -> str:
+    """The distinct settings dicts of measured points or tasks, each as "key value, ..." (lists
+    joined by "/"), "; "-separated: one line of a provenance footer."""
+    return "; ".join(sorted({", ".join(f"{k} {'/'.join(map(str, v)) if isinstance(v, list) else v}"
+                                       for k, v in s.items()) for s in settings}))
+
+
 def landscape_provenance(points: dict) -> dict:
     """The footer's lines for the landscape measurements: settings, wall time, machines, code."""
     done = points["done"]
     if not len(done):
         return {"landscape": "no point measured"}
-    settings = sorted({", ".join(f"{k} {'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in s.items())
-                       for s in done.settings})
     return {"landscape points": f"{len(done)} measured (seeds {points['seeds']} × t_w {points['switch_times']}), "
                                 f"{len(points['left'])} missing",
-            "landscape settings": "; ".join(settings),
+            "landscape settings": settings_text(done["settings"]),
             "landscape time": f"{_seconds(float(done.wall_time_s.sum()))} on {', '.join(sorted(set(done.device)))}",
             "code of the landscape": commits(done.git_commit)}
 
@@ -1000,10 +1005,8 @@ def curve_provenance(records: pd.DataFrame, planned: int | None = None) -> dict:
         return {"trained curves": "none measured" + (f" of {planned} planned" if planned else "")}
     other = records.loc[records["status"] != "done", "status"].value_counts().sort_index()
     counts = f"{len(done)} measured" + "".join(f", {n} {s}" for s, n in other.items())
-    settings = sorted({", ".join(f"{k} {'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in s.items())
-                       for s in done["settings"]})
     return {"trained curves": counts + (f" of {planned} planned" if planned else ""),
-            "curve settings": "; ".join(settings) or "–",
+            "curve settings": settings_text(done["settings"]) or "–",
             "curve time": f"{_seconds(float(records['wall_time_s'].fillna(0).sum()))} on "
                           f"{', '.join(sorted(set(records['device'].dropna())))}",
             "code of the curves": commits(records["git_commit"])}
