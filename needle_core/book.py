@@ -289,6 +289,16 @@ EDITION = {"cpu": {"02_training_curves": {"title": "Training curves, 20-epoch ed
                          "06_curves": {"in_progress": True}}}
 
 
+def edition_page(profile: str, source: str) -> str:
+    """The book page that renders notebook ``source`` with ``profile`` (its name in
+    :data:`EDITION`, e.g. ``03_switch_time`` -> ``03_switch_time_converged``), or ``source``
+    where the profile renders it under its own name or has no edition."""
+    for name, spec in EDITION.get(profile, {}).items():
+        if spec.get("source", name) == source and spec.get("profile", profile) == profile:
+            return name
+    return source
+
+
 def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: str | Path = BOOK, *,
                 results_dir: str | Path | None = None, overrides: dict | None = None, train: bool = True,
                 **kwargs) -> list[Path]:

@@ -25,6 +25,7 @@ from typing import Iterable, Mapping, Sequence
 import pandas as pd
 
 from . import analysis, landscape, plots
+from .book import edition_page
 
 
 # --- Loading a page's results ----------------------------------------------------------------
@@ -173,6 +174,9 @@ def scorecard(page: Results, arm2: Results | None = None) -> tuple[pd.DataFrame,
                            arm2=arm2 and (arm2.frame, arm2.runs, arm2.config, arm2.pending),
                            in_progress=page.pending, curves_in_progress=page.curves_pending,
                            landscape_seconds=lambda cfg: landscape.wall_times(page.root, cfg))
+    # Each claim's details live on this edition's page (the converged edition's page 3 is
+    # 03_switch_time_converged, not the 20-epoch 03_switch_time).
+    card["page"] = card["page"].map(lambda source: edition_page(page.profile, source))
     return card, barriers, curves
 
 

@@ -281,6 +281,25 @@ def test_every_edition_page_is_in_the_book_and_made_from_a_notebook():
             assert not missing, f"{page} ({profile}): {source.name} has no parameter {missing}"
 
 
+def test_a_claim_links_to_its_own_editions_page():
+    """The converged scorecard's claim 4 is detailed on the converged page 3, never on the
+    20-epoch page of the same notebook; a profile without an edition keeps the notebook's name;
+    a page rendered with another profile (an edition's second arm) is not the claim's page."""
+    from needle_core.book import edition_page
+
+    assert edition_page("converged", "03_switch_time") == "03_switch_time_converged"
+    assert edition_page("converged", "04_deviation") == "04_deviation_converged"
+    assert edition_page("converged", "06_curves") == "06_curves"
+    assert edition_page("converged", "01_embedding") == "01_embedding"
+    assert edition_page("cpu", "03_switch_time") == "03_switch_time"
+    assert edition_page("smoke", "03_switch_time") == "03_switch_time"
+    assert edition_page("converged-low-lr", "03_switch_time") == "03_switch_time"
+    pages = set(toc_pages())
+    for profile in ("cpu", "converged"):
+        for source in ("02_training_curves", "03_switch_time", "04_deviation"):
+            assert edition_page(profile, source) in pages, (profile, source)
+
+
 def test_every_page_shows_the_code_of_its_notebook():
     """Each executed copy in book/ ran exactly its source's code (the papermill cell of
     injected parameters aside): a source edited without re-rendering its pages (a copy made
