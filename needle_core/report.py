@@ -385,7 +385,10 @@ def measured(claim: int, card_row, results: Results, arm2: Results | None = None
             where = (f"95% interval {_range(best.lo, best.hi)}" if pd.notna(best.lo) else f"{_seeds(p)}: no interval yet")
             parts.append(f"{name}: eFCN − its CNN {_number(best['mean'])} at best (t_w = {best.switch_time:g}, "
                          f"{where}), {_number(p['mean'].min())} at worst")
-        return "; ".join(parts) + "."
+        agree = (" Each arm's own test reproduces the claim; the registered joint rule calls it conflicting "
+                 "because an arm is below its CNN at other switch times (post hoc reading in the details)."
+                 if getattr(card_row, "post_hoc", "") else "")
+        return "; ".join(parts) + "." + agree
     if claim == 6:
         mine = curves[analysis.select(curves, cfg)] if curves is not None and len(curves) else None
         per = landscape.curve_claim(mine)["per_tw"].dropna(subset=["tested"]) if mine is not None else None
@@ -641,7 +644,7 @@ def claim_details(card: pd.DataFrame) -> None:
     several = card.configuration.nunique() > 1
     blocks = []
     for r in card.to_dict("records"):
-        rows = "".join(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v)).replace(' ‖ ', '<br>')}</dd>"
+        rows = "".join(f"<dt>{html.escape(str(k).replace('_', ' '))}</dt><dd>{html.escape(str(v)).replace(' ‖ ', '<br>')}</dd>"
                        for k, v in r.items() if k not in _SHOWN and k not in ("wall_time", "hardware")
                        and v is not None and not (isinstance(v, float) and pd.isna(v)) and str(v) != "")
         where = f" ({html.escape(str(r['configuration']))})" if several else ""

@@ -611,6 +611,27 @@ def test_an_arm_at_one_lower_lr_throughout_is_compared_with_its_own_trunk():
     assert five["test"].split(" ‖ ")[1].count("trunk CNN") == 1
 
 
+def test_a_conflict_between_switch_times_gets_a_post_hoc_reading_beside_the_registered_verdict():
+    # Both arms beat their CNN at t_w 3; arm 2 also loses at t_w 1 and 2. The registered joint rule
+    # says conflicting and stays the verdict; a reading labelled post hoc says where the
+    # conflict lies. A conflict between protocols (arm 1 below, arm 2 above) gets none.
+    win_at_3 = lambda s, t: 0.1 + 0.001 * s if t == 3 else -0.3  # noqa: E731
+    arm1 = sweep_frame(efcn_gain=win_at_3, switch_times=(0, 3, 5))
+    arm2 = sweep_frame(efcn_gain=win_at_3, switch_times=(1, 2, 3, 5))
+    card = analysis.claims(arm1, provenance_of(arm1), CONFIG,
+                           arm2=(arm2, provenance_of(arm2), dict(CONFIG, lr=0.05, switch_times=[1, 2, 3, 5])))
+    five = card.set_index("claim").loc[5]
+    assert five["verdict"] == "conflicting" and five["arms"].count("reproduces") == 2
+    assert five["post_hoc"].startswith("post hoc (written after the data were seen")
+    assert "t_w = 3 in arm 1 and at t_w = 3 in arm 2" in five["post_hoc"] and "(arm 2 at t_w = 1, 2)" in five["post_hoc"]
+    assert (card.set_index("claim").drop(index=5)["post_hoc"] == "").all()
+    opposite = sweep_frame(efcn_gain=-0.3, switch_times=(0, 3, 5))
+    five = analysis.claims(opposite, provenance_of(opposite), CONFIG,
+                           arm2=(arm2, provenance_of(arm2), dict(CONFIG, lr=0.05, switch_times=[1, 2, 3, 5]))
+                           ).set_index("claim").loc[5]
+    assert five["verdict"] == "conflicting" and five["post_hoc"] == ""
+
+
 def test_editions_table_puts_each_claims_verdicts_side_by_side(monkeypatch):
     """One row per claim of either card; each edition's verdict (and its arms) in its column, a
     dash where an edition has no row for the claim; a card per claim on a phone (data-label)."""
