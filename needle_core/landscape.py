@@ -315,6 +315,8 @@ def records(root) -> pd.DataFrame:
 #: The pairs: name -> (role of the first endpoint, role of the second, same seed?, needs t_w?).
 PAIRS = {"efcn-fcn": ("efcn", "fcn", True, True), "fcn-fcn": ("fcn", "fcn", False, False),
          "efcn-efcn": ("efcn", "efcn", False, True), "cnn-cnn": ("cnn", "cnn", False, False)}
+#: The pairs claim 6's rule reads (:func:`curve_claim`); the others are described beside it.
+DECIDING_PAIRS = ("efcn-fcn", "fcn-fcn")
 #: Pre-declared constants of the measurement (book/preregistration.md, "Claim 6 by trained curves").
 CURVE_POINTS = 11       # the t grid the barrier and the stopping rule read (t = 0, 0.1, ..., 1)
 TOLERANCE = 0.01        # an improvement of the curve's maximum training loss counts above 1% (relative)

@@ -50,8 +50,14 @@ class Results:
     @property
     def curves_pending(self) -> str | None:
         """Why claim 6 has no verdict yet ("trained curves in progress: ..."), or None when every
-        planned curve is measured (or the config plans none)."""
+        curve its rule reads is measured (or the config plans none)."""
         return self.progress.curves_pending if self.progress else None
+
+    @property
+    def campaign(self) -> list[str]:
+        """How far a campaign still training is, a line per part (runs, curves), [] when done."""
+        p = self.progress
+        return [line for line in (p.pending, p.curves_pending, p.curves_describing) if line] if p else []
 
     @property
     def chance(self) -> float:
@@ -80,6 +86,8 @@ class Progress:
     complete: tuple  # the seeds whose every run has landed
     curves_planned: int = 0
     curves_finished: int = 0
+    deciding_planned: int = 0  # the curve tasks claim 6's rule reads (landscape.DECIDING_PAIRS)
+    deciding_finished: int = 0
 
     @property
     def pending(self) -> str | None:
@@ -91,10 +99,20 @@ class Progress:
 
     @property
     def curves_pending(self) -> str | None:
-        """Why claim 6 has no verdict yet (curve tasks, or the runs they join, still to come), or None."""
-        if not self.curves_planned or (self.curves_finished >= self.curves_planned and self.pending is None):
+        """Why claim 6 has no verdict yet (a curve task its rule reads, or a run, still to come), or
+        None.  The curves that only describe (eFCN ↔ eFCN, CNN ↔ CNN) never hold the verdict:
+        once every curve the rule reads is measured, no further curve can change it."""
+        if not self.curves_planned or (self.deciding_finished >= self.deciding_planned and self.pending is None):
             return None
         return f"trained curves in progress: {self.curves_finished} of {self.curves_planned} measured"
+
+    @property
+    def curves_describing(self) -> str | None:
+        """The curves still to be measured once claim 6's verdict is given (they only describe), or None."""
+        if self.curves_pending or self.curves_finished >= self.curves_planned:
+            return None
+        return (f"trained curves that describe (eFCN ↔ eFCN, CNN ↔ CNN) in progress: {self.curves_finished} of "
+                f"{self.curves_planned} measured; every curve claim 6's rule reads is measured")
 
 
 def progress(config, root) -> Progress:
@@ -110,8 +128,10 @@ def progress(config, root) -> Progress:
     done = [s for s in runs if store.is_finished(s.run)]
     landed = tuple(seed for seed in config.seeds if any(s.seed == seed for s in done))
     complete = tuple(seed for seed in config.seeds if all(s in done for s in runs if s.seed == seed))
-    return Progress(len(runs), len(done), tuple(config.seeds), landed, complete, len(curves),
-                    sum(finished(store, s) for s in curves))
+    measured = [finished(store, s) for s in curves]
+    deciding = [m for s, m in zip(curves, measured) if s.pair in landscape.DECIDING_PAIRS]
+    return Progress(len(runs), len(done), tuple(config.seeds), landed, complete, len(curves), sum(measured),
+                    len(deciding), sum(deciding))
 
 
 def load(profile: str, results_dir=None, overrides: Mapping | None = None, train: bool = True,
@@ -263,7 +283,7 @@ def provenance_rows(results: Results | None, extra: Mapping | None = None) -> di
                 "hardware": info["hardware"],
                 "training time": f"{_seconds(info['wall_time'])} (summed over runs)",
                 "code of the runs": commits(runs.get("git_commit", []))}
-        campaign = "; ".join(filter(None, (results.pending, results.curves_pending)))
+        campaign = "; ".join(results.campaign)
         if campaign:
             rows["campaign"] = campaign
     return rows | dict(extra or {})

@@ -868,6 +868,26 @@ def test_a_page_refuses_seeds_it_cannot_show(tmp_path):
     assert report.measured(6, object(), results([], None)) == "No landscape measurements in this store."
 
 
+def test_claim_6_waits_for_the_curves_its_rule_reads_and_not_for_those_that_describe():
+    """Progress of a campaign with 24 curve tasks, 12 of them read by claim 6's rule: pending
+    while one of those (or a run) is missing; once they are all measured the verdict is given,
+    and the describing curves still to come are listed beside it."""
+    from needle_core.report import Progress
+
+    runs = dict(planned=18, finished=18, seeds=(0, 1, 2), landed=(0, 1, 2), complete=(0, 1, 2))
+    some = Progress(**runs, curves_planned=24, curves_finished=11, deciding_planned=12, deciding_finished=11)
+    assert some.curves_pending == "trained curves in progress: 11 of 24 measured" and some.curves_describing is None
+    read = Progress(**runs, curves_planned=24, curves_finished=12, deciding_planned=12, deciding_finished=12)
+    assert read.curves_pending is None
+    assert read.curves_describing.startswith("trained curves that describe (eFCN ↔ eFCN, CNN ↔ CNN) in progress: "
+                                             "12 of 24 measured")
+    assert Progress(**runs, curves_planned=24, curves_finished=24, deciding_planned=12,
+                    deciding_finished=12).curves_describing is None
+    training = Progress(**dict(runs, finished=17), curves_planned=24, curves_finished=12, deciding_planned=12,
+                        deciding_finished=12)
+    assert training.curves_pending and training.curves_describing is None  # a run may still change an endpoint
+
+
 def test_tables_are_numbered_by_the_chapter_of_their_page():
     """Sphinx cannot number raw HTML tables: book.execute prefixes each caption with the
     chapter's number (from _toc.yml, as the figures are numbered) and the table's rank in the
