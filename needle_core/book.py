@@ -257,8 +257,8 @@ def refresh_checked_outputs(notebook_path: str | Path, executed_path: str | Path
 #: landscape``, t_w 2, 8, 16); its second arm (``cpu-lr``: lr lowered at the switch, with the
 #: controlled CNN) gets page 3 again, read-only (it is swept by its own command), and joins
 #: claim 5 on the scorecard.  The converged edition (the book's main one, still training) gets
-#: the scorecard, pages 2 to 4 (page 3 for each arm) and page 6b, read as they stand
-#: (``in_progress``: verdicts pending until every pre-registered run and curve has landed); the
+#: the scorecard, its Findings, pages 2 to 4 (page 3 for each arm) and page 6b, read as they stand
+#: (``in_progress``: verdicts pending until every pre-registered run, and every curve claim 6 reads, has landed); the
 #: 20-epoch edition's pages are titled as the early-training regime.
 EDITION = {"cpu": {"02_training_curves": {"title": "Training curves, 20-epoch edition (early training)"},
                    "03_switch_time": {"title": "Accuracy against the switch time, 20-epoch edition (arm 1)"},
@@ -275,6 +275,7 @@ EDITION = {"cpu": {"02_training_curves": {"title": "Training curves, 20-epoch ed
                                                  "in_progress": True, "other_edition": "cpu",
                                                  "other_second_arm": "cpu-lr",
                                                  "title": "Scorecard: which claims reproduce (converged edition)"},
+                         "findings_converged": {"second_arm": "converged-low-lr", "in_progress": True},
                          "02_training_curves_converged": {"source": "02_training_curves", "in_progress": True,
                                                           "title": "Training curves around the switch"},
                          "03_switch_time_converged": {"source": "03_switch_time", "in_progress": True,

@@ -749,6 +749,70 @@ def findings(page: Results, arm2: Results | None, barriers: pd.DataFrame | None,
     return out
 
 
+def _times(values) -> str:
+    """Switch times as words: "49, 151" (sorted), or "none"."""
+    return ", ".join(f"{t:g}" for t in sorted(values)) or "none"
+
+
+def _arm_numbers(res: Results, tag: str) -> dict:
+    """One arm's numbers for the converged Findings page, keys prefixed ``tag``: its lr, seeds,
+    switch times, convergence (runs converged / diverged / spiked), the eFCN's gain over the FCN
+    and over its CNN per t_w (mean and where the 95% interval lies), the trunk's read-out."""
+    f, cfg = res.frame, res.config
+    conv = analysis.convergence(f, cfg, res.runs, largest_switch_time=max(cfg.switch_times))
+    spiked = analysis.spikes(f, analysis.SPIKE_RISE)
+    trunk = conv[conv.role == "cnn"]
+    acc = analysis.readout_intervals(analysis.readout(f, "test_acc", window=cfg),
+                                     analysis.CONFIG_KEYS + ["role", "switch_time"])
+    out = {"lr": float(cfg.lr), "seeds": len(cfg.seeds), "n-tw": len(cfg.switch_times), "runs": len(conv),
+           "converged": int(conv.converged.sum()), "diverged": int(conv.diverged.sum()),
+           "spiked": int(spiked.spiked.sum()), "trunk-reached": float(trunk.reached.max()),
+           "cnn-acc": float(acc[acc.role == "cnn"]["mean"].iloc[0]),
+           "fcn-acc": float(acc[acc.role == "fcn"]["mean"].iloc[0])}
+    for name, against in (("fcn", "fcn"), ("cnn", "control")):
+        p = analysis.paired(f, "efcn", against, window=cfg)
+        if against == "control":  # claim 5 reads the intermediate t_w
+            p = p[(p.switch_time > 0) & (p.switch_time < max(cfg.switch_times))]
+        best = p.loc[p["mean"].idxmax()] if len(p) else pd.Series(dtype=float, index=["switch_time", "lo", "hi"])
+        out |= {f"{name}-min": float(p["mean"].min()), f"{name}-max": float(p["mean"].max()),
+                f"{name}-best-tw": float(best.switch_time), f"{name}-best-lo": float(best.lo),
+                f"{name}-best-hi": float(best.hi), f"{name}-above": _times(p[p.lo > 0].switch_time),
+                f"{name}-below": _times(p[p.hi < 0].switch_time)}
+    return {f"{tag}-{key}": value for key, value in out.items()}
+
+
+def findings_converged(page: Results, arm2: Results | None, card: pd.DataFrame, curves: pd.DataFrame) -> dict:
+    """The numbers the converged edition's Findings page states, by key: each arm's
+    (:func:`_arm_numbers`, ``arm1-``/``arm2-``; no ``arm2-`` without a second arm), the eFCN's
+    deviation δ in arm 1, the barriers of the trained curves and of the paths that describe
+    them, and every claim's verdict (and claim 5's post hoc reading, or a word saying there is
+    none)."""
+    cfg = page.config
+    out = {"width": cfg.widths[0], "n-train": max(n for n in cfg.n_trains if n is not None), "epochs": cfg.epochs,
+           "fc-epochs": cfg.fc_epochs or cfg.epochs, **_arm_numbers(page, "arm1"),
+           **(_arm_numbers(arm2, "arm2") if arm2 else {})}
+    d = analysis.readout(page.frame, "delta", window=cfg)
+    dn = analysis.readout_intervals(d[d.layer == "network"], analysis.CONFIG_KEYS + ["role", "switch_time"])
+    e = dn[dn.role == "efcn"].sort_values("switch_time")
+    out |= {"delta-min": float(e["mean"].min()), "delta-max": float(e["mean"].max()),
+            "delta-last": float(e["mean"].iloc[-1]), "delta-last-tw": float(e.switch_time.iloc[-1]),
+            "delta-fcn": float(dn[dn.role == "fcn"]["mean"].iloc[0])}
+    if curves is not None and len(curves):
+        by = curves.groupby(["pair", "method"]).barrier
+        for pair in ("efcn-fcn", "fcn-fcn"):
+            for method in landscape.CURVE_METHODS:
+                if (pair, method) in by.groups:
+                    values = by.get_group((pair, method))
+                    out |= {f"{pair}-{method}-min": float(values.min()), f"{pair}-{method}-max": float(values.max())}
+        trained = curves[curves.method == "curve"]
+        out |= {"curves": len(trained), "curve-acc-drop": float(
+            (trained[["test_acc_a", "test_acc_b"]].min(axis=1) - trained.test_acc_min).max())}
+    for r in card.itertuples():
+        out[f"verdict-{r.claim}"] = str(r.verdict)
+    out["post-hoc-5"] = str(card.loc[card.claim == 5, "post_hoc"].iloc[0]) or "none: the registered reading stands alone"
+    return out
+
+
 def glue_all(values: Mapping, prefix: str = "f-") -> None:
     """Glue every value under ``prefix + key`` for the page's prose: numbers as numbers
     (``{glue:text}`f-cnn-acc:.3f```), text as Markdown (``{glue:md}`f-verdict-4```)."""
