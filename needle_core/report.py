@@ -801,15 +801,17 @@ def findings_converged(page: Results, arm2: Results | None, card: pd.DataFrame, 
         by = curves.groupby(["pair", "method"]).barrier
         for pair in ("efcn-fcn", "fcn-fcn"):
             for method in landscape.CURVE_METHODS:
-                if (pair, method) in by.groups:
-                    values = by.get_group((pair, method))
-                    out |= {f"{pair}-{method}-min": float(values.min()), f"{pair}-{method}-max": float(values.max())}
+                if (pair, method) in by.groups:  # "1.32 to 1.84" (nats), one number where all agree
+                    low, high = (f"{v:.{3 if method == 'curve' else 2}f}" for v in by.get_group((pair, method)).agg(
+                        ["min", "max"]))
+                    out[f"{pair}-{method}"] = low if low == high else f"{low} to {high}"
         trained = curves[curves.method == "curve"]
         out |= {"curves": len(trained), "curve-acc-drop": float(
             (trained[["test_acc_a", "test_acc_b"]].min(axis=1) - trained.test_acc_min).max())}
     for r in card.itertuples():
         out[f"verdict-{r.claim}"] = str(r.verdict)
-    out["post-hoc-5"] = str(card.loc[card.claim == 5, "post_hoc"].iloc[0]) or "none: the registered reading stands alone"
+    reading = str(card.loc[card.claim == 5, "post_hoc"].iloc[0])
+    out["post-hoc-5"] = f"The scorecard adds a reading, {reading}" if reading else ""
     return out
 
 
