@@ -84,10 +84,10 @@ class Progress:
     seeds: tuple  # the pre-registered seeds
     landed: tuple  # the seeds with at least one finished run
     complete: tuple  # the seeds whose every run has landed
-    curves_planned: int = 0
-    curves_finished: int = 0
-    deciding_planned: int = 0  # the curve tasks claim 6's rule reads (landscape.DECIDING_PAIRS)
-    deciding_finished: int = 0
+    curves_planned: int
+    curves_finished: int
+    deciding_planned: int  # the curve tasks claim 6's rule reads (landscape.DECIDING_PAIRS)
+    deciding_finished: int
 
     @property
     def pending(self) -> str | None:
@@ -104,7 +104,8 @@ class Progress:
         once every curve the rule reads is measured, no further curve can change it."""
         if not self.curves_planned or (self.deciding_finished >= self.deciding_planned and self.pending is None):
             return None
-        return f"trained curves in progress: {self.curves_finished} of {self.curves_planned} measured"
+        return (f"trained curves in progress: {self.curves_finished} of {self.curves_planned} measured "
+                f"({self.deciding_finished} of the {self.deciding_planned} that claim 6's rule reads)")
 
     @property
     def curves_describing(self) -> str | None:
@@ -754,57 +755,82 @@ def _times(values) -> str:
     return ", ".join(f"{t:g}" for t in sorted(values)) or "none"
 
 
+def _span(values, digits: int) -> str:
+    """A range in words, "1.32 to 1.84"; one number for one value; "none" without any."""
+    values = pd.Series(values, dtype=float).dropna()
+    if values.empty:
+        return "none"
+    low, high = f"{values.min():.{digits}f}", f"{values.max():.{digits}f}"
+    return low if len(values) == 1 else f"{low} to {high}"
+
+
+def _signed_span(frame: pd.DataFrame) -> str:
+    """A paired difference's range over switch times in words, "−0.115 to +0.027" ("none" if empty)."""
+    means = frame["mean"].dropna()
+    if means.empty:
+        return "none"
+    return _number(means.iloc[0]) if len(means) == 1 else f"{_number(means.min())} to {_number(means.max())}"
+
+
 def _arm_numbers(res: Results, tag: str) -> dict:
-    """One arm's numbers for the converged Findings page, keys prefixed ``tag``: its lr, seeds,
-    switch times, convergence (runs converged / diverged / spiked), the eFCN's gain over the FCN
-    and over its CNN per t_w (mean and where the 95% interval lies), the trunk's read-out."""
-    f, cfg = res.frame, res.config
-    conv = analysis.convergence(f, cfg, res.runs, largest_switch_time=max(cfg.switch_times))
-    spiked = analysis.spikes(f, analysis.SPIKE_RISE)
-    trunk = conv[conv.role == "cnn"]
+    """One arm's numbers for the converged Findings page, keys prefixed ``tag``: lr, seeds
+    (registered, and landed while the campaign trains), trunks at 0.99 training accuracy; the
+    FC networks' convergence, divergence and spikes (diverged runs included); the eFCN against
+    the FCN from scratch per t_w (95% intervals: claim 4's rule), and against its CNN at the
+    intermediate t_w at the level of claim 5's test (Bonferroni over them); the read-outs of
+    the trunk and the FCN.  Diverged pairs are left out (and counted on the scorecard)."""
+    f, cfg, runs = res.frame, res.config, res.runs
+    conv = analysis.convergence(f, cfg, runs, largest_switch_time=max(cfg.switch_times))
+    spiked = set(analysis.spikes(f, analysis.SPIKE_RISE).query("spiked").run)
+    trunk, fc = conv[conv.role == "cnn"], conv[conv.role != "cnn"]
     acc = analysis.readout_intervals(analysis.readout(f, "test_acc", window=cfg),
                                      analysis.CONFIG_KEYS + ["role", "switch_time"])
-    out = {"lr": float(cfg.lr), "seeds": len(cfg.seeds), "n-tw": len(cfg.switch_times), "runs": len(conv),
-           "converged": int(conv.converged.sum()), "diverged": int(conv.diverged.sum()),
-           "spiked": int(spiked.spiked.sum()), "trunk-reached": float(trunk.reached.max()),
-           "cnn-acc": float(acc[acc.role == "cnn"]["mean"].iloc[0]),
-           "fcn-acc": float(acc[acc.role == "fcn"]["mean"].iloc[0])}
-    for name, against in (("fcn", "fcn"), ("cnn", "control")):
-        p = analysis.paired(f, "efcn", against, window=cfg)
-        if against == "control":  # claim 5 reads the intermediate t_w
-            p = p[(p.switch_time > 0) & (p.switch_time < max(cfg.switch_times))]
-        best = p.loc[p["mean"].idxmax()] if len(p) else pd.Series(dtype=float, index=["switch_time", "lo", "hi"])
-        out |= {f"{name}-min": float(p["mean"].min()), f"{name}-max": float(p["mean"].max()),
-                f"{name}-best-tw": float(best.switch_time), f"{name}-best-lo": float(best.lo),
-                f"{name}-best-hi": float(best.hi), f"{name}-above": _times(p[p.lo > 0].switch_time),
-                f"{name}-below": _times(p[p.hi < 0].switch_time)}
+    registered = res.progress.seeds if res.progress else tuple(cfg.seeds)
+    seeds = f"{len(registered)}" + (f" ({len(cfg.seeds)} landed so far)" if len(cfg.seeds) < len(registered) else "")
+    out = {"lr": float(cfg.lr), "seeds": seeds, "n-tw": len(cfg.switch_times),
+           "trunks": len(trunk), "trunks-fit": int((trunk.reached <= max(cfg.switch_times)).sum()),
+           "fc-runs": len(fc), "fc-converged": int(fc.converged.sum()), "fc-diverged": int(fc.diverged.sum()),
+           "fc-spiked": len(spiked & set(fc.run)),
+           "cnn-acc": _span(acc[acc.role == "cnn"]["mean"], 3), "fcn-acc": _span(acc[acc.role == "fcn"]["mean"], 3)}
+    vs_fcn = analysis.paired(f, "efcn", "fcn", window=cfg, provenance=runs)
+    best = vs_fcn.dropna(subset=["mean"]).sort_values("mean").tail(1)
+    out |= {"fcn-range": _signed_span(vs_fcn), "fcn-best-tw": _times(best.switch_time),
+            "fcn-above": _times(vs_fcn[vs_fcn.lo > 0].switch_time),
+            "fcn-below": _times(vs_fcn[vs_fcn.hi < 0].switch_time)}
+    grid = sorted(cfg.switch_times)
+    mid = [t for t in grid if 0 < t < grid[-1]]  # claim 5's intermediate t_w, as its test reads them
+    level = 1 - 0.05 / max(len(mid), 1)
+    vs_cnn = analysis.paired(f, "efcn", "control", level=level, window=cfg, provenance=runs)
+    vs_cnn = vs_cnn[vs_cnn.switch_time.isin(mid)]
+    out |= {"cnn-level": f"{100 * level:g}%", "cnn-range": _signed_span(vs_cnn),
+            "cnn-above": _times(vs_cnn[vs_cnn.lo > 0].switch_time),
+            "cnn-below": _times(vs_cnn[vs_cnn.hi < 0].switch_time)}
     return {f"{tag}-{key}": value for key, value in out.items()}
 
 
 def findings_converged(page: Results, arm2: Results | None, card: pd.DataFrame, curves: pd.DataFrame) -> dict:
-    """The numbers the converged edition's Findings page states, by key: each arm's
-    (:func:`_arm_numbers`, ``arm1-``/``arm2-``; no ``arm2-`` without a second arm), the eFCN's
-    deviation δ in arm 1, the barriers of the trained curves and of the paths that describe
-    them, and every claim's verdict (and claim 5's post hoc reading, or a word saying there is
-    none)."""
+    """The numbers the converged edition's Findings page states, by key (one configuration:
+    the edition's): each arm's (:func:`_arm_numbers`, ``arm1-``/``arm2-``; none of ``arm2-``
+    without a second arm), the eFCN's deviation δ in arm 1 per t_w, the barriers of the trained
+    curves and of the paths that describe them, and every claim's verdict, with claim 5's
+    post hoc reading as a sentence ("" where there is none)."""
     cfg = page.config
-    out = {"width": cfg.widths[0], "n-train": max(n for n in cfg.n_trains if n is not None), "epochs": cfg.epochs,
-           "fc-epochs": cfg.fc_epochs or cfg.epochs, **_arm_numbers(page, "arm1"),
+    out = {"width": cfg.widths[0], "n-train": max((n for n in cfg.n_trains if n is not None), default=50_000),
+           "epochs": cfg.epochs, "fc-epochs": cfg.fc_epochs or cfg.epochs, **_arm_numbers(page, "arm1"),
            **(_arm_numbers(arm2, "arm2") if arm2 else {})}
     d = analysis.readout(page.frame, "delta", window=cfg)
     dn = analysis.readout_intervals(d[d.layer == "network"], analysis.CONFIG_KEYS + ["role", "switch_time"])
-    e = dn[dn.role == "efcn"].sort_values("switch_time")
-    out |= {"delta-min": float(e["mean"].min()), "delta-max": float(e["mean"].max()),
-            "delta-last": float(e["mean"].iloc[-1]), "delta-last-tw": float(e.switch_time.iloc[-1]),
-            "delta-fcn": float(dn[dn.role == "fcn"]["mean"].iloc[0])}
+    e = dn[dn.role == "efcn"].dropna(subset=["mean"])
+    out |= {"delta-range": _span(e["mean"], 3), "delta-fcn": _span(dn[dn.role == "fcn"]["mean"], 3),
+            "delta-largest-tw": _times(e.nlargest(1, "mean").switch_time),
+            "delta-smallest-tw": _times(e.nsmallest(1, "mean").switch_time),
+            "delta-below": _times(e[e.hi < analysis.SMALL_DEVIATION].switch_time)}
+    out |= {"curve-images": cfg.landscape_n_train, "curve-weights": f"{analysis.sizes(cfg.archs[0], cfg.widths[0])['efcn'] / 1e6:.1f}"}
     if curves is not None and len(curves):
-        by = curves.groupby(["pair", "method"]).barrier
         for pair in ("efcn-fcn", "fcn-fcn"):
-            for method in landscape.CURVE_METHODS:
-                if (pair, method) in by.groups:  # "1.32 to 1.84" (nats), one number where all agree
-                    low, high = (f"{v:.{3 if method == 'curve' else 2}f}" for v in by.get_group((pair, method)).agg(
-                        ["min", "max"]))
-                    out[f"{pair}-{method}"] = low if low == high else f"{low} to {high}"
+            for method in landscape.CURVE_METHODS:  # nats; 3 decimals for the trained curve, whose barrier can be 0
+                values = curves.loc[(curves.pair == pair) & (curves.method == method), "barrier"]
+                out[f"{pair}-{method}"] = _span(values, 3 if method == "curve" else 2)
         trained = curves[curves.method == "curve"]
         out |= {"curves": len(trained), "curve-acc-drop": float(
             (trained[["test_acc_a", "test_acc_b"]].min(axis=1) - trained.test_acc_min).max())}

@@ -1,5 +1,6 @@
 """needle_core.analysis on small hand-made tidy frames (no training)."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -625,11 +626,41 @@ def test_a_conflict_between_switch_times_gets_a_post_hoc_reading_beside_the_regi
     assert five["post_hoc"].startswith("post hoc (written after the data were seen")
     assert "t_w = 3 in arm 1 and at t_w = 3 in arm 2" in five["post_hoc"] and "(arm 2 at t_w = 1, 2)" in five["post_hoc"]
     assert (card.set_index("claim").drop(index=5)["post_hoc"] == "").all()
+    # Both arms reproduce, but at t_w 2 arm 1 is above 0 where arm 2 is below: a conflict between the arms
+    win_at_2_3 = lambda s, t: 0.1 + 0.001 * s if t in (2, 3) else -0.3  # noqa: E731
+    arm1_at_2 = sweep_frame(efcn_gain=win_at_2_3, switch_times=(0, 2, 3, 5))
+    five = analysis.claims(arm1_at_2, provenance_of(arm1_at_2), CONFIG,
+                           arm2=(arm2, provenance_of(arm2), dict(CONFIG, lr=0.05, switch_times=[1, 2, 3, 5]))
+                           ).set_index("claim").loc[5]
+    assert five["verdict"] == "conflicting" and five["arms"].count("reproduces") == 2 and five["post_hoc"] == ""
     opposite = sweep_frame(efcn_gain=-0.3, switch_times=(0, 3, 5))
     five = analysis.claims(opposite, provenance_of(opposite), CONFIG,
                            arm2=(arm2, provenance_of(arm2), dict(CONFIG, lr=0.05, switch_times=[1, 2, 3, 5]))
                            ).set_index("claim").loc[5]
     assert five["verdict"] == "conflicting" and five["post_hoc"] == ""
+
+
+def test_the_converged_findings_state_what_the_rules_read():
+    """report.findings_converged on synthetic arms: claim 5's lists use the test's Bonferroni
+    level over the intermediate t_w (2 here: 97.5%), claim 4's the 95% interval at every t_w;
+    ranges read as words; the seeds say how many of the registered ones have landed; a missing
+    second arm leaves its keys out rather than guessing them."""
+    from needle_core import report
+    from needle_core.config import SweepConfig
+
+    gain = lambda s, t: 0.1 + 0.001 * s if t == 3 else -0.3  # noqa: E731  (wins at 3 only)
+    frame = sweep_frame(efcn_gain=gain, switch_times=(0, 2, 3, 5))
+    config = SweepConfig(name="handmade", dataset="synthetic", n_trains=[100], archs=["vanilla"], widths=[4],
+                         seeds=[0, 1, 2], epochs=6, switch_times=[0, 2, 3, 5], lr=0.1)
+    results = report.Results("handmade", Path("."), config, frame, provenance_of(frame),
+                             progress=report.Progress(20, 16, (0, 1, 2, 3), (0, 1, 2), (0, 1, 2), 0, 0, 0, 0))
+    card = analysis.claims(frame, provenance_of(frame), config)
+    out = report.findings_converged(results, None, card, pd.DataFrame())
+    assert out["arm1-cnn-level"] == "97.5%" and out["arm1-cnn-above"] == "3" and out["arm1-cnn-below"] == "2"
+    assert out["arm1-cnn-range"] == "−0.300 to +0.101"
+    assert out["arm1-fcn-above"] == "3" and out["arm1-fcn-below"] == "0, 2, 5" and out["arm1-fcn-best-tw"] == "3"
+    assert out["arm1-seeds"] == "4 (3 landed so far)" and out["post-hoc-5"] == ""
+    assert not any(key.startswith("arm2-") for key in out) and out["verdict-5"] == card.set_index("claim").verdict[5]
 
 
 def test_editions_table_puts_each_claims_verdicts_side_by_side(monkeypatch):

@@ -876,7 +876,8 @@ def test_claim_6_waits_for_the_curves_its_rule_reads_and_not_for_those_that_desc
 
     runs = dict(planned=18, finished=18, seeds=(0, 1, 2), landed=(0, 1, 2), complete=(0, 1, 2))
     some = Progress(**runs, curves_planned=24, curves_finished=11, deciding_planned=12, deciding_finished=11)
-    assert some.curves_pending == "trained curves in progress: 11 of 24 measured" and some.curves_describing is None
+    assert some.curves_pending == ("trained curves in progress: 11 of 24 measured (11 of the 12 that claim 6's rule "
+                                   "reads)") and some.curves_describing is None
     read = Progress(**runs, curves_planned=24, curves_finished=12, deciding_planned=12, deciding_finished=12)
     assert read.curves_pending is None
     assert read.curves_describing.startswith("trained curves that describe (eFCN ↔ eFCN, CNN ↔ CNN) in progress: "
@@ -886,6 +887,16 @@ def test_claim_6_waits_for_the_curves_its_rule_reads_and_not_for_those_that_desc
     training = Progress(**dict(runs, finished=17), curves_planned=24, curves_finished=12, deciding_planned=12,
                         deciding_finished=12)
     assert training.curves_pending and training.curves_describing is None  # a run may still change an endpoint
+
+
+def test_the_converged_graph_has_12_curves_that_decide_claim_6_of_24(tmp_path):
+    """What progress() counts for the converged profile, on an empty store: 18 runs, and 24
+    curve tasks of which 12 (eFCN -> FCN at 3 t_w x 3 seeds, FCN <-> FCN x 3) are read by the rule."""
+    from needle_core.config import make_config
+    from needle_core.report import progress
+
+    p = progress(make_config("converged", {"dataset": "synthetic"}), tmp_path)
+    assert (p.planned, p.finished, p.curves_planned, p.deciding_planned, p.deciding_finished) == (18, 0, 24, 12, 0)
 
 
 def test_tables_are_numbered_by_the_chapter_of_their_page():

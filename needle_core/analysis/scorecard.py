@@ -208,10 +208,13 @@ def _joint(arm1: Mapping, arm2: Mapping, key: str = "verdict") -> str:
 def _where_arms_conflict(arm1: Mapping, arm2: Mapping, verdict: str) -> str:
     """A reading written on 2026-12-06 after arm 2 of the converged edition was seen, so
     labelled *post hoc* wherever it is shown (the registered verdict stands beside it): when
-    the joint rule says conflicting although each arm's own test reproduces the claim, the
-    conflict lies between switch times (an arm below its CNN at one t_w, both above it at
-    others), not between the protocols.  "" in every other case."""
+    the joint rule says conflicting although each arm's own test reproduces the claim, and no
+    switch time has one arm's corrected interval above 0 and the other's below, the conflict
+    lies between switch times, not between the protocols.  "" in every other case."""
     if verdict != "conflicting" or not all(arm.get("sides", {}).get("reproduces") for arm in (arm1, arm2)):
+        return ""
+    above, below = ([set(arm["sides"].get(side) or []) for arm in (arm1, arm2)] for side in ("reproduces", "contradicted"))
+    if above[0] & below[1] or above[1] & below[0]:  # opposite directions at one t_w: a conflict between the arms
         return ""
 
     def at(arm: Mapping, side: str) -> str:
