@@ -415,10 +415,9 @@ def measured(claim: int, card_row, results: Results, arm2: Results | None = None
         per = landscape.curve_claim(mine)["per_tw"].dropna(subset=["tested"]) if mine is not None else None
         if per is not None and len(per):
             where = f"t_w = {per.switch_time.iloc[0]:g}" if len(per) == 1 else f"the {len(per)} switch times"
-            return (f"A trained curve from the eFCN to the FCN rises {per.tested.min():.3f} to {per.tested.max():.3f} "
-                    f"nats above the chord at {where}, one between two FCNs from scratch "
-                    f"{per.control.min():.3f} to {per.control.max():.3f}; their paired difference is "
-                    f"{_number(per['mean'].min())} to {_number(per['mean'].max())} (the rule's margin: 0.05).")
+            return (f"A trained curve from the eFCN to the FCN rises {_span(per.tested, 3)} nats above the chord at "
+                    f"{where}, one between two FCNs from scratch {_span(per.control, 3)}; their paired difference "
+                    f"is {_signed_span(per)} (the rule's margin: 0.05).")
         if barriers is None or not len(barriers):
             planned = getattr(results.config, "landscape_switch_times", None)
             if planned and results.curves_pending:  # registered, still to be measured: say so, not "none"
@@ -756,12 +755,15 @@ def _times(values) -> str:
 
 
 def _span(values, digits: int) -> str:
-    """A range in words, "1.32 to 1.84"; one number for one value; "none" without any."""
+    """A range in words: "1.32 to 1.84"; "0.000 (all 9)" where every value rounds alike; one
+    number for one value; "none" without any."""
     values = pd.Series(values, dtype=float).dropna()
     if values.empty:
         return "none"
     low, high = f"{values.min():.{digits}f}", f"{values.max():.{digits}f}"
-    return low if len(values) == 1 else f"{low} to {high}"
+    if len(values) == 1:
+        return low
+    return f"{low} (all {len(values)})" if low == high else f"{low} to {high}"
 
 
 def _signed_span(frame: pd.DataFrame) -> str:

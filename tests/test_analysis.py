@@ -661,6 +661,9 @@ def test_the_converged_findings_state_what_the_rules_read():
     assert out["arm1-fcn-above"] == "3" and out["arm1-fcn-below"] == "0, 2, 5" and out["arm1-fcn-best-tw"] == "3"
     assert out["arm1-seeds"] == "4 (3 landed so far)" and out["post-hoc-5"] == ""
     assert not any(key.startswith("arm2-") for key in out) and out["verdict-5"] == card.set_index("claim").verdict[5]
+    # ranges in words: equal values say how many agree, one value stands alone, none says so
+    assert [report._span(v, 3) for v in ([0.0, 0.0, 0.0], [1.25], [0.5, 1.25], [])] == \
+        ["0.000 (all 3)", "1.250", "0.500 to 1.250", "none"]
 
 
 def test_editions_table_puts_each_claims_verdicts_side_by_side(monkeypatch):
