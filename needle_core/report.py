@@ -767,11 +767,15 @@ def _span(values, digits: int) -> str:
 
 
 def _signed_span(frame: pd.DataFrame) -> str:
-    """A paired difference's range over switch times in words, "−0.115 to +0.027" ("none" if empty)."""
+    """A paired difference's range over switch times in words, "−0.115 to +0.027"; "+0.000 (all 3)"
+    where every value rounds alike ("none" if empty)."""
     means = frame["mean"].dropna()
     if means.empty:
         return "none"
-    return _number(means.iloc[0]) if len(means) == 1 else f"{_number(means.min())} to {_number(means.max())}"
+    low, high = _number(means.min()), _number(means.max())
+    if len(means) == 1:
+        return low
+    return f"{low} (all {len(means)})" if low == high else f"{low} to {high}"
 
 
 def _arm_numbers(res: Results, tag: str) -> dict:

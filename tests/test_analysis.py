@@ -664,6 +664,8 @@ def test_the_converged_findings_state_what_the_rules_read():
     # ranges in words: equal values say how many agree, one value stands alone, none says so
     assert [report._span(v, 3) for v in ([0.0, 0.0, 0.0], [1.25], [0.5, 1.25], [])] == \
         ["0.000 (all 3)", "1.250", "0.500 to 1.250", "none"]
+    assert [report._signed_span(pd.DataFrame({"mean": v})) for v in ([0.0, 0.0], [-0.1, 0.2])] == \
+        ["+0.000 (all 2)", "−0.100 to +0.200"]
 
 
 def test_editions_table_puts_each_claims_verdicts_side_by_side(monkeypatch):
