@@ -394,20 +394,22 @@ def control_pairs(seeds: list[int]) -> list[tuple[int, int]]:
 
 def curve_tasks(config: SweepConfig) -> list[CurveSpec]:
     """The curve tasks of a sweep (none unless ``config.landscape_switch_times``): for every
-    (arch, width, n_train), every seed's ``efcn-fcn`` at every landscape t_w, and the controls
+    (arch, width, n_train), every seed's (of ``landscape_seeds``, else all) ``efcn-fcn`` at every
+    landscape t_w, and the controls
     ``fcn-fcn``, ``cnn-cnn`` (once) and ``efcn-efcn`` (every landscape t_w) over
     :func:`control_pairs`."""
     times = list(getattr(config, "landscape_switch_times", []) or [])
     if not times:
         return []
+    seeds = config.seeds if config.landscape_seeds is None else config.landscape_seeds
     tasks = []
     for arch in config.archs:
         for width in config.widths:
             for n_train in config.n_trains:
                 base = dict(arch=arch, width=width, n_train=n_train, lr_after=config.lr_after)
                 for t in times:
-                    tasks += [CurveSpec("efcn-fcn", seed=s, other=s, switch_time=t, **base) for s in config.seeds]
-                pairs = control_pairs(config.seeds)
+                    tasks += [CurveSpec("efcn-fcn", seed=s, other=s, switch_time=t, **base) for s in seeds]
+                pairs = control_pairs(seeds)
                 tasks += [CurveSpec("fcn-fcn", seed=s, other=o, **base) for s, o in pairs]
                 tasks += [CurveSpec("cnn-cnn", seed=s, other=o, **base) for s, o in pairs]
                 for t in times:

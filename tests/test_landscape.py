@@ -130,6 +130,19 @@ def test_curve_tasks_are_opt_in_and_outside_the_digest():
         make_config("smoke", {"landscape_switch_times": [3]})
 
 
+def test_landscape_seeds_keep_the_curves_when_a_store_grows_by_seeds():
+    grown = make_config("smoke", {"seeds": [0, 1, 2, 3], "switch_times": [0, 2], "kinds": ["fc"],
+                                  "landscape_switch_times": [2], "landscape_seeds": [0, 1]})
+    assert grown.digest() == CURVES.digest()  # the curves' seeds change no run's numbers
+    names = lambda c: sorted(t.spec.run for t in graph(c) if t.spec.role == "curve")  # noqa: E731
+    assert names(grown) == names(CURVES)  # seeds 2-3 add runs, not curves, and the control pairs stay
+    assert any(t.spec.run == "vanilla-w4-n500-s3/efcn-t2" for t in graph(grown))
+    for bad, message in (([0, 5], r"\[5\] are not among them"), ([1, 1], "repeats"), ([], "give seeds of the sweep"),
+                         ([0.5], "not of type")):
+        with pytest.raises(ValueError, match=message):
+            make_config("smoke", {"seeds": [0, 1], "landscape_seeds": bad})
+
+
 def test_only_a_curve_task_brings_its_endpoints_and_their_trunks(tmp_path):
     sweep = Sweep(CURVES, tmp_path)
     runs = [t.spec.run for t in sweep.tasks(["*/efcn-fcn-s0-s0-t2"])]
