@@ -259,7 +259,12 @@ def refresh_checked_outputs(notebook_path: str | Path, executed_path: str | Path
 #: claim 5 on the scorecard.  The converged edition (the book's main one, still training) gets
 #: the scorecard, its Findings, pages 2 to 4 (page 3 for each arm) and page 6b, read as they stand
 #: (``in_progress``: verdicts pending until every pre-registered run, and every curve claim 6 reads, has landed); the
-#: 20-epoch edition's pages are titled as the early-training regime.
+#: 20-epoch edition's pages are titled as the early-training regime.  Arm 1 of the converged
+#: edition has 5 seeds, of which the registered verdicts read 0-2 (``overrides``, merged with the
+#: offered ones); the scorecard and Findings show the amendment's 5-seed reading beside them
+#: (``amendment``, book/preregistration.md).
+ARM1_REGISTERED = {"seeds": [0, 1, 2]}
+ARM1_AMENDMENT = {"seeds": [0, 1, 2, 3, 4]}
 EDITION = {"cpu": {"02_training_curves": {"title": "Training curves, 20-epoch edition (early training)"},
                    "03_switch_time": {"title": "Accuracy against the switch time, 20-epoch edition (arm 1)"},
                    "03_switch_time_lr": {"source": "03_switch_time", "profile": "cpu-lr", "results_dir": None,
@@ -273,21 +278,26 @@ EDITION = {"cpu": {"02_training_curves": {"title": "Training curves, 20-epoch ed
                                 "title": "Findings of the 20-epoch edition (the early-training regime)"}},
            "converged": {"scorecard_converged": {"source": "scorecard", "second_arm": "converged-low-lr",
                                                  "in_progress": True, "other_edition": "cpu",
+                                                 "overrides": ARM1_REGISTERED, "amendment": ARM1_AMENDMENT,
                                                  "other_second_arm": "cpu-lr",
                                                  "title": "Scorecard: which claims reproduce (converged edition)"},
-                         "findings_converged": {"second_arm": "converged-low-lr", "in_progress": True},
+                         "findings_converged": {"second_arm": "converged-low-lr", "in_progress": True,
+                                                "overrides": ARM1_REGISTERED, "amendment": ARM1_AMENDMENT},
                          "02_training_curves_converged": {"source": "02_training_curves", "in_progress": True,
+                                                          "overrides": ARM1_REGISTERED,
                                                           "title": "Training curves around the switch"},
                          "03_switch_time_converged": {"source": "03_switch_time", "in_progress": True,
+                                                      "overrides": ARM1_REGISTERED,
                                                       "title": "Accuracy against the switch time (arm 1: the "
                                                                "paper's protocol)"},
                          "03_switch_time_converged_low_lr": {
                              "source": "03_switch_time", "profile": "converged-low-lr", "results_dir": None,
                              "train": False, "in_progress": True,
-                             "title": "The same at lr 0.05 throughout (arm 2, still training)"},
+                             "title": "The same at lr 0.05 throughout (arm 2)"},
                          "04_deviation_converged": {"source": "04_deviation", "in_progress": True,
+                                                    "overrides": ARM1_REGISTERED,
                                                     "title": "Deviation from the CNN subspace"},
-                         "06_curves": {"in_progress": True}}}
+                         "06_curves": {"in_progress": True, "overrides": ARM1_REGISTERED}}}
 
 
 def edition_page(profile: str, source: str) -> str:
@@ -327,6 +337,8 @@ def execute_all(profile: str, notebooks_dir: str | Path = NOTEBOOKS, book_dir: s
         source, title = own.pop("source", page), own.pop("title", None)
         notebook = Path(notebooks_dir) / f"{source}.ipynb"
         asked = {k: v for k, v in (offered | own).items() if v is not None}
+        if "overrides" in own:  # a page's own fields (its registered seeds) join the offered ones
+            asked["overrides"] = dict(offered.get("overrides", {})) | own["overrides"]
         if asked["profile"] != profile and "overrides" in asked:
             asked["overrides"] = shared_overrides(asked["overrides"])
         path = execute(notebook, Path(book_dir) / f"{page}.ipynb", notebook_parameters(notebook, **asked), **kwargs)

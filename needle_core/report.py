@@ -655,10 +655,11 @@ RULES = {
 _SHOWN = {"claim", "configuration", "abstract", "reading", "verdict", "page", "reason"}
 
 
-def claim_details(card: pd.DataFrame) -> None:
+def claim_details(card: pd.DataFrame, key: str = "claim") -> None:
     """One fold per claim (and configuration) with every column of the claims frame but those
     the summary shows: the test, estimates, intervals, seeds, detectable effect, sensitivity,
-    note, provenance, and any column :func:`needle_core.analysis.claims` gains."""
+    note, provenance, and any column :func:`needle_core.analysis.claims` gains.  Each fold's
+    id is ``<key>-<claim>`` (a second card on one page needs its own ``key``)."""
     from IPython.display import HTML, display
 
     several = card.configuration.nunique() > 1
@@ -668,10 +669,58 @@ def claim_details(card: pd.DataFrame) -> None:
                        for k, v in r.items() if k not in _SHOWN and k not in ("wall_time", "hardware")
                        and v is not None and not (isinstance(v, float) and pd.isna(v)) and str(v) != "")
         where = f" ({html.escape(str(r['configuration']))})" if several else ""
-        blocks.append(f'<details class="needle-claim" id="claim-{r["claim"]}"><summary>Claim {r["claim"]}{where}: '
+        blocks.append(f'<details class="needle-claim" id="{key}-{r["claim"]}"><summary>Claim {r["claim"]}{where}: '
                       f'<strong>{html.escape(str(r["verdict"]))}</strong>: {html.escape(str(r.get("reason", "")))}'
                       f"</summary><dl>{rows}</dl></details>")
     display(HTML("".join(blocks)))
+
+
+#: The claims whose tests read the runs of every seed: an amendment that adds seeds changes these
+#: only (claim 6 reads the curves of ``landscape_seeds``, which stay the registered ones).
+SEEDED_CLAIMS = (3, 4, 5)
+
+
+def seed_list(seeds) -> str:
+    """Seeds in words: "0-2" for a run of consecutive seeds, "3 and 4", else "0, 2, 5"."""
+    seeds = sorted(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return " and ".join(map(str, seeds)) if len(seeds) == 2 else ", ".join(map(str, seeds))
+
+
+def amendment_reading(card: pd.DataFrame, amended_card: pd.DataFrame, registered: Results,
+                      amended: Results) -> str:
+    """The amendment's reading beside the registered verdicts, in words (Markdown): the same
+    tests over the amended config's seeds (``amended``, its card ``amended_card``) against the
+    registered ones (``registered``, ``card``).  While a run of the amendment is missing it
+    says how far it is and gives no verdict (reading the seeds that have landed would be
+    optional stopping); then each sampled claim's verdict, with the registered one beside it
+    where they differ."""
+    kept, grown = tuple(registered.config.seeds), amended.progress.seeds if amended.progress else tuple(
+        amended.config.seeds)
+    added = sorted(set(grown) - set(kept))
+    if not added or not set(kept) <= set(grown):
+        raise ValueError(f"an amendment reads more seeds than the registered ones: seeds {list(grown)} against "
+                         f"{list(kept)}; give amendment={{'seeds': [...]}} with every registered seed and more.")
+    head = (f"Seeds {seed_list(added)} of arm 1 were added by an amendment written after the verdicts on seeds "
+            f"{seed_list(kept)} had been seen (the pre-registration's last section). Adding seeds after an "
+            "inconclusive result is optional stopping, so the registered verdicts stand and this reading is "
+            "shown beside them, never in their place.")
+    curves = getattr(amended.config, "landscape_seeds", None)
+    if curves is not None and getattr(amended.config, "landscape_switch_times", None):
+        head += f" Claim 6 stays on the trained curves of seeds {seed_list(curves)}."
+    if amended.pending:
+        return f"{head} It is still training ({amended.pending}); its reading is given once every run has landed."
+    mine = amended_card.set_index("claim").verdict
+    theirs = card.set_index("claim").verdict
+    claims = [c for c in SEEDED_CLAIMS if c in mine.index]
+    parts = [f"claim {c}: **{mine[c]}**" + (f" (registered: {theirs[c]})" if mine[c] != theirs.get(c) else "")
+             for c in claims]
+    differ = [c for c in claims if mine[c] != theirs.get(c)]
+    tail = (f"It differs from the registered verdict on claim{'s' if len(differ) > 1 else ''} "
+            f"{', '.join(map(str, differ))}." if differ else "It agrees with the registered verdict on every claim.")
+    return (f"{head} Over seeds {seed_list(grown)}, by the same tests at the same levels: "
+            f"{'; '.join(parts)}. {tail}")
 
 
 def claims_in_words(card: pd.DataFrame) -> None:

@@ -705,3 +705,41 @@ def test_claim_6_counts_curve_tasks_with_a_diverged_endpoint():
     six = analysis.curve_barrier_claim(curves, cfg, None, [3], records)
     assert "1 tested and 1 control curve tasks had a diverged endpoint" in six["sensitivity"]
     assert "diverged endpoint" not in analysis.curve_barrier_claim(curves, cfg, None, [3], records.iloc[:3])["sensitivity"]
+
+
+def test_an_amendment_is_read_beside_the_registered_verdicts_never_in_their_place():
+    """report.amendment_reading: while an amended run is missing it gives no verdict (optional
+    stopping), then each seeded claim's verdict with the registered one beside it where they
+    differ; claim 6 stays on the curves' seeds; an amendment without new seeds is refused."""
+    from needle_core import report
+    from needle_core.config import SweepConfig
+
+    def results(seeds, progress=None):
+        config = SweepConfig(name="handmade", dataset="synthetic", seeds=list(seeds), switch_times=[0, 3], epochs=6,
+                             landscape_switch_times=[3], landscape_seeds=[0, 1, 2])
+        return report.Results("handmade", Path("."), config, pd.DataFrame(), pd.DataFrame(), progress=progress)
+
+    card = lambda verdicts: pd.DataFrame(dict(claim=[1, 3, 4, 5, 6], verdict=verdicts))  # noqa: E731
+    registered = card(["reproduces", "inconclusive", "inconclusive", "conflicting", "contradicted"])
+    done = report.Progress(30, 30, (0, 1, 2, 3, 4), (0, 1, 2, 3, 4), (0, 1, 2, 3, 4), 0, 0, 0, 0)
+    training = report.Progress(30, 22, (0, 1, 2, 3, 4), (0, 1, 2, 3), (0, 1, 2), 0, 0, 0, 0)
+    three, five = results([0, 1, 2]), results([0, 1, 2, 3, 4], done)
+
+    waiting = report.amendment_reading(registered, card(["reproduces", "pending", "pending", "pending", "pending"]),
+                                       three, results([0, 1, 2, 3], training))
+    assert "Seeds 3 and 4 of arm 1" in waiting and "22 of 30 runs landed" in waiting
+    assert "claim 3" not in waiting and "registered verdicts stand" in waiting
+    assert "trained curves of seeds 0-2" in waiting
+
+    same = report.amendment_reading(registered, registered, three, five)
+    assert "Over seeds 0-4" in same and "claim 3: **inconclusive**" in same and "claim 6" not in same.split("Over")[1]
+    assert same.endswith("It agrees with the registered verdict on every claim.")
+
+    moved = report.amendment_reading(
+        registered, card(["reproduces", "reproduces", "inconclusive", "reproduces", "contradicted"]), three, five)
+    assert "claim 3: **reproduces** (registered: inconclusive)" in moved
+    assert "claim 4: **inconclusive**;" in moved and moved.endswith("differs from the registered verdict on claims 3, 5.")
+
+    with pytest.raises(ValueError, match="more seeds than the registered ones"):
+        report.amendment_reading(registered, registered, three, results([0, 1, 2]))
+    assert [report.seed_list(s) for s in ([0, 1, 2], [3, 4], [0, 2, 5], [7])] == ["0-2", "3 and 4", "0, 2, 5", "7"]

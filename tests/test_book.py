@@ -890,13 +890,16 @@ def test_claim_6_waits_for_the_curves_its_rule_reads_and_not_for_those_that_desc
 
 
 def test_the_converged_graph_has_12_curves_that_decide_claim_6_of_24(tmp_path):
-    """What progress() counts for the converged profile, on an empty store: 18 runs, and 24
-    curve tasks of which 12 (eFCN -> FCN at 3 t_w x 3 seeds, FCN <-> FCN x 3) are read by the rule."""
+    """What progress() counts for the converged profile, on an empty store: 18 runs of the registered
+    seeds (30 with the amendment's), and 24 curve tasks either way (the curves stay on seeds 0-2), of
+    which 12 (eFCN -> FCN at 3 t_w x 3 seeds, FCN <-> FCN x 3) are read by the rule."""
     from needle_core.config import make_config
     from needle_core.report import progress
 
-    p = progress(make_config("converged", {"dataset": "synthetic"}), tmp_path)
+    p = progress(make_config("converged", {"dataset": "synthetic", "seeds": [0, 1, 2]}), tmp_path)
     assert (p.planned, p.finished, p.curves_planned, p.deciding_planned, p.deciding_finished) == (18, 0, 24, 12, 0)
+    p = progress(make_config("converged", {"dataset": "synthetic"}), tmp_path)
+    assert (p.planned, p.curves_planned, p.deciding_planned) == (30, 24, 12)
 
 
 def test_tables_are_numbered_by_the_chapter_of_their_page():
@@ -929,3 +932,35 @@ def test_tables_are_numbered_by_the_chapter_of_their_page():
                 nbformat.read(path, as_version=4))) if path.exists() else ""):
             seen[chapter] = seen.get(chapter, 0) + 1
             assert re.match(rf"Table {chapter}\.{seen[chapter]}: ", caption), (page, caption)
+
+
+def test_a_pages_own_overrides_join_the_offered_ones(tmp_path, monkeypatch):
+    """An edition page's own ``overrides`` (its registered seeds) are merged into the offered
+    ones (the data set), not put in their place."""
+    import nbformat
+
+    from needle_core import book
+
+    sources, out = tmp_path / "notebooks", tmp_path / "book"
+    sources.mkdir()
+    _notebook(sources / "03_s.ipynb", 'profile = "smoke"\noverrides = {}', "print(sorted(overrides.items()))")
+    monkeypatch.setattr(book, "EDITION", {"cpu": {"03_s": {"overrides": {"seeds": [0, 1, 2]}}}})
+    [path] = book.execute_all("cpu", sources, out, cwd=tmp_path, overrides={"dataset": "folder:d.tar.gz", "seeds": [0]})
+    assert nbformat.read(path, as_version=4).cells[-1].outputs[0].text == \
+        "[('dataset', 'folder:d.tar.gz'), ('seeds', [0, 1, 2])]\n"
+
+
+def test_the_converged_pages_read_the_registered_seeds_and_show_the_amendment_beside_them():
+    """Arm 1's store has the amendment's seeds; every page of arm 1 reads the registered ones,
+    the scorecard and Findings add the amendment's reading, and claim 6's curves stay on the
+    registered seeds (book/preregistration.md, the amendment)."""
+    from needle_core import book
+    from needle_core.config import PROFILES
+
+    pages = book.EDITION["converged"]
+    arm1 = {name: spec for name, spec in pages.items() if spec.get("profile", "converged") == "converged"}
+    assert all(spec.get("overrides") == book.ARM1_REGISTERED for spec in arm1.values())
+    assert {name for name, spec in arm1.items() if "amendment" in spec} == {"scorecard_converged", "findings_converged"}
+    registered, amended = book.ARM1_REGISTERED["seeds"], book.ARM1_AMENDMENT["seeds"]
+    assert set(registered) < set(amended) and PROFILES["converged"]["seeds"] == amended
+    assert PROFILES["converged"]["landscape_seeds"] == registered
