@@ -243,7 +243,8 @@ def _coerce(name: str, value):
             value = yaml.safe_load(value)
         except yaml.YAMLError as error:
             raise ValueError(f"{name}={value!r} is not valid YAML ({_yaml_problem(error)}).") from None
-    if annotation.startswith("list[") and not isinstance(value, list):
+    if annotation.startswith("list[") and not isinstance(value, list) \
+            and not (value is None and annotation.endswith("|None")):  # null of an optional list stays null
         value = [value]
     if "float" in annotation.split("|") and not isinstance(value, bool):
         if isinstance(value, int):

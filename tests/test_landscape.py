@@ -141,6 +141,8 @@ def test_landscape_seeds_keep_the_curves_when_a_store_grows_by_seeds():
                          ([0.5], "not of type")):
         with pytest.raises(ValueError, match=message):
             make_config("smoke", {"seeds": [0, 1], "landscape_seeds": bad})
+    for given, read in (("null", None), ("[0]", [0]), ("1", [1]), (None, None)):  # as --set gives them
+        assert make_config("smoke", {"seeds": [0, 1], "landscape_seeds": given}).landscape_seeds == read
 
 
 def test_only_a_curve_task_brings_its_endpoints_and_their_trunks(tmp_path):
