@@ -14,7 +14,8 @@ ARMS=("$@")
 [ ${#ARMS[@]} -gt 0 ] || ARMS=(converged-low-lr converged)
 for seed in 0 1 2 3 4; do
   for arm in "${ARMS[@]}"; do
-    # arm 1 (converged) has seeds 0-2: a seed the arm does not have is skipped.  The plan is read
+    # a seed the arm does not have is skipped (arm 1 has seeds 0-4 since the amendment: 3-4 were
+    # added after its registered seeds 0-2, book/preregistration.md).  The plan is read
     # whole before grep looks at it: `dry-run | grep -q` under pipefail fails whenever grep exits
     # before python has written everything (SIGPIPE), which skipped seeds 1 and 2 of arm 2 once.
     plan=$("$PY" -m needle_core sweep --profile "$arm" --set "dataset=$DATA" --dry-run)

@@ -408,7 +408,8 @@ def validate(config: SweepConfig) -> None:
         extra = sorted(set(seeds) - set(config.seeds))
         if extra or not seeds:
             fail(f"landscape_seeds={seeds}: give seeds of the sweep ({config.seeds}), or null for every seed"
-                 + (f"; {extra} are not among them." if extra else "."))
+                 + (f"; {extra} are not among them (to train a slice of the seeds, keep seeds and use "
+                    f"--only '*-s3/*')." if extra else "."))
     for name in ("landscape_n_train", "landscape_n_test"):
         n = getattr(config, name)
         if n is not None and (n < 1 or (classes and n % classes)):

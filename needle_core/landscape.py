@@ -401,7 +401,8 @@ def curve_tasks(config: SweepConfig) -> list[CurveSpec]:
     times = list(getattr(config, "landscape_switch_times", []) or [])
     if not times:
         return []
-    seeds = config.seeds if config.landscape_seeds is None else config.landscape_seeds
+    # in the sweep's order, whatever the order given: the control pairs are cyclic in it
+    seeds = [s for s in config.seeds if config.landscape_seeds is None or s in config.landscape_seeds]
     tasks = []
     for arch in config.archs:
         for width in config.widths:
@@ -415,6 +416,31 @@ def curve_tasks(config: SweepConfig) -> list[CurveSpec]:
                 for t in times:
                     tasks += [CurveSpec("efcn-efcn", seed=s, other=o, switch_time=t, **base) for s, o in pairs]
     return tasks
+
+
+def _task_key(row) -> tuple:
+    """A curve task's identity from a row of a curve table or a :class:`CurveSpec` (numbers as
+    ints, None for a missing n_train or switch time: tables store them as floats and NaN)."""
+    def whole(value):
+        return None if value is None or pd.isna(value) else int(value)
+
+    return (row.pair, row.arch, int(row.width), whole(row.n_train), int(row.seed), int(row.other),
+            whole(row.switch_time))
+
+
+def planned_only(frame: pd.DataFrame, config: SweepConfig) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of a curve table (:func:`curve_results`, :func:`curve_traces`,
+    :func:`curve_scans`, :func:`curve_records`) whose task ``config`` plans (:func:`curve_tasks`:
+    its ``landscape_seeds`` and ``landscape_switch_times``), and the ids of the tasks it holds
+    beyond them; a config that plans no curve keeps every row."""
+    tasks = curve_tasks(config)
+    if frame.empty or not tasks:
+        return frame, []
+    planned = {_task_key(t) for t in tasks}
+    keep = pd.Series([_task_key(r) in planned for r in frame.itertuples()], index=frame.index)
+    extra = sorted({CurveSpec(*key[:6], switch_time=key[6]).run for key, kept in
+                    zip(map(_task_key, frame.itertuples()), keep) if not kept})
+    return frame[keep].reset_index(drop=True), extra
 
 
 def curve_settings(config: SweepConfig) -> dict:

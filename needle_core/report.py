@@ -88,6 +88,8 @@ class Progress:
     curves_finished: int
     deciding_planned: int  # the curve tasks claim 6's rule reads (landscape.DECIDING_PAIRS)
     deciding_finished: int
+    endpoints_missing: int | None = None  # runs some curve task joins, not yet finished (None: unknown,
+    #                                       any missing run may be one)
 
     @property
     def pending(self) -> str | None:
@@ -101,8 +103,10 @@ class Progress:
     def curves_pending(self) -> str | None:
         """Why claim 6 has no verdict yet (a curve task its rule reads, or a run, still to come), or
         None.  The curves that only describe (eFCN ↔ eFCN, CNN ↔ CNN) never hold the verdict:
-        once every curve the rule reads is measured, no further curve can change it."""
-        if not self.curves_planned or (self.deciding_finished >= self.deciding_planned and self.pending is None):
+        once every curve the rule reads is measured, no further curve can change it, nor can a
+        run that is no curve's endpoint (a seed beyond ``landscape_seeds``)."""
+        runs_wait = self.pending is not None if self.endpoints_missing is None else self.endpoints_missing > 0
+        if not self.curves_planned or (self.deciding_finished >= self.deciding_planned and not runs_wait):
             return None
         return (f"trained curves in progress: {self.curves_finished} of {self.curves_planned} measured "
                 f"({self.deciding_finished} of the {self.deciding_planned} that claim 6's rule reads)")
@@ -123,16 +127,18 @@ def progress(config, root) -> Progress:
     from .sweep import finished, graph
 
     store = ResultStore(root)
-    specs = [t.spec for t in graph(config)]
+    tasks = graph(config)
+    specs = [t.spec for t in tasks]
     runs = [s for s in specs if s.role != "curve"]
     curves = [s for s in specs if s.role == "curve"]
     done = [s for s in runs if store.is_finished(s.run)]
+    endpoints = {run for t in tasks if t.spec.role == "curve" for run in t.needs}
     landed = tuple(seed for seed in config.seeds if any(s.seed == seed for s in done))
     complete = tuple(seed for seed in config.seeds if all(s in done for s in runs if s.seed == seed))
     measured = [finished(store, s) for s in curves]
     deciding = [m for s, m in zip(curves, measured) if s.pair in landscape.DECIDING_PAIRS]
     return Progress(len(runs), len(done), tuple(config.seeds), landed, complete, len(curves), sum(measured),
-                    len(deciding), sum(deciding))
+                    len(deciding), sum(deciding), len(endpoints - {s.run for s in done}))
 
 
 def load(profile: str, results_dir=None, overrides: Mapping | None = None, train: bool = True,
@@ -164,6 +170,8 @@ def load(profile: str, results_dir=None, overrides: Mapping | None = None, train
         state = progress(config, root)
         if state.landed and state.landed != state.seeds:
             overrides["seeds"] = list(state.landed)
+            if config.landscape_seeds is not None:  # the curves' seeds that have landed (or every landed one)
+                overrides["landscape_seeds"] = [s for s in config.landscape_seeds if s in state.landed] or None
             config = make_config(profile, overrides)
     with warnings.catch_warnings():
         if state is not None and state.pending:  # counted in ``progress``, not warned
@@ -188,10 +196,10 @@ def scorecard(page: Results, arm2: Results | None = None) -> tuple[pd.DataFrame,
     :func:`needle_core.analysis.claims`, the string-path landscape measurements and the trained
     curves it was decided from (either may be empty).  A campaign still training
     (``load(in_progress=True)``) gets pending verdicts."""
-    barriers, curves = landscape.results(page.root), landscape.curve_results(page.root)
+    barriers, tables = landscape.results(page.root), curve_tables(page)
+    curves = tables["curves"]
     card = analysis.claims(page.frame, page.runs, page.config, landscape=barriers, curves=curves,
-                           curve_traces=landscape.curve_traces(page.root),
-                           curve_records=landscape.curve_records(page.root),
+                           curve_traces=tables["traces"], curve_records=tables["records"],
                            arm2=arm2 and (arm2.frame, arm2.runs, arm2.config, arm2.pending),
                            in_progress=page.pending, curves_in_progress=page.curves_pending,
                            landscape_seconds=lambda cfg: landscape.wall_times(page.root, cfg))
@@ -199,6 +207,24 @@ def scorecard(page: Results, arm2: Results | None = None) -> tuple[pd.DataFrame,
     # 03_switch_time_converged, not the 20-epoch 03_switch_time).
     card["page"] = card["page"].map(lambda source: edition_page(page.profile, source))
     return card, barriers, curves
+
+
+def curve_tables(page: Results) -> dict[str, pd.DataFrame]:
+    """The store's trained-curve tables, ``curves`` (:func:`~needle_core.landscape.curve_results`),
+    ``traces``, ``scans`` and ``records``, kept to the tasks ``page.config`` plans (its
+    ``landscape_seeds`` and ``landscape_switch_times``): a task beyond them (curves of seeds
+    added later, say) would change claim 6's seeds and control pairs, so it is left out, with a
+    warning that names it."""
+    read = {"curves": landscape.curve_results, "traces": landscape.curve_traces, "scans": landscape.curve_scans,
+            "records": landscape.curve_records}
+    tables, extra = {}, set()
+    for name, reader in read.items():
+        tables[name], beyond = landscape.planned_only(reader(page.root), page.config)
+        extra |= set(beyond)
+    if extra:
+        warnings.warn(f"{len(extra)} curve task(s) in {Path(page.root).as_posix()} are not planned by its config "
+                      f"(landscape_seeds, landscape_switch_times) and are left out: {', '.join(sorted(extra))}.")
+    return tables
 
 
 def refuse_seeds(seeds, config) -> None:
@@ -696,12 +722,14 @@ def amendment_reading(card: pd.DataFrame, amended_card: pd.DataFrame, registered
     says how far it is and gives no verdict (reading the seeds that have landed would be
     optional stopping); then each sampled claim's verdict, with the registered one beside it
     where they differ."""
-    kept, grown = tuple(registered.config.seeds), amended.progress.seeds if amended.progress else tuple(
-        amended.config.seeds)
+    if amended.progress is None:  # without it a half-trained seed would be read as if complete
+        raise ValueError("the amended reading needs its progress: load it with report.load(..., train=False, "
+                         "in_progress=True).")
+    kept, grown = tuple(registered.config.seeds), amended.progress.seeds
     added = sorted(set(grown) - set(kept))
     if not added or not set(kept) <= set(grown):
-        raise ValueError(f"an amendment reads more seeds than the registered ones: seeds {list(grown)} against "
-                         f"{list(kept)}; give amendment={{'seeds': [...]}} with every registered seed and more.")
+        raise ValueError(f"an amendment must read every registered seed and more: seeds {list(grown)} against the "
+                         f"registered {list(kept)}; give amendment={{'seeds': [...]}} accordingly.")
     head = (f"Seeds {seed_list(added)} of arm 1 were added by an amendment written after the verdicts on seeds "
             f"{seed_list(kept)} had been seen (the pre-registration's last section). Adding seeds after an "
             "inconclusive result is optional stopping, so the registered verdicts stand and this reading is "
@@ -720,7 +748,9 @@ def amendment_reading(card: pd.DataFrame, amended_card: pd.DataFrame, registered
     tail = (f"It differs from the registered verdict on claim{'s' if len(differ) > 1 else ''} "
             f"{', '.join(map(str, differ))}." if differ else "It agrees with the registered verdict on every claim.")
     return (f"{head} Over seeds {seed_list(grown)}, by the same tests at the same levels: "
-            f"{'; '.join(parts)}. {tail}")
+            f"{'; '.join(parts)}. {tail} These seeds include the ones already seen, and were added because "
+            "their result was inconclusive, so the tests' error rates are not the nominal ones: a description "
+            "with intervals, not a calibrated verdict.")
 
 
 def claims_in_words(card: pd.DataFrame) -> None:

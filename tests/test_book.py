@@ -887,6 +887,13 @@ def test_claim_6_waits_for_the_curves_its_rule_reads_and_not_for_those_that_desc
     training = Progress(**dict(runs, finished=17), curves_planned=24, curves_finished=12, deciding_planned=12,
                         deciding_finished=12)
     assert training.curves_pending and training.curves_describing is None  # a run may still change an endpoint
+    # ... unless no missing run is a curve's endpoint (seeds added beyond landscape_seeds)
+    grown = dict(runs, planned=30, finished=22, seeds=(0, 1, 2, 3, 4))
+    beyond = Progress(**grown, curves_planned=24, curves_finished=12, deciding_planned=12, deciding_finished=12,
+                      endpoints_missing=0)
+    assert beyond.pending and beyond.curves_pending is None and beyond.curves_describing
+    assert Progress(**grown, curves_planned=24, curves_finished=12, deciding_planned=12, deciding_finished=12,
+                    endpoints_missing=1).curves_pending
 
 
 def test_the_converged_graph_has_12_curves_that_decide_claim_6_of_24(tmp_path):
@@ -900,6 +907,7 @@ def test_the_converged_graph_has_12_curves_that_decide_claim_6_of_24(tmp_path):
     assert (p.planned, p.finished, p.curves_planned, p.deciding_planned, p.deciding_finished) == (18, 0, 24, 12, 0)
     p = progress(make_config("converged", {"dataset": "synthetic"}), tmp_path)
     assert (p.planned, p.curves_planned, p.deciding_planned) == (30, 24, 12)
+    assert p.endpoints_missing == 15  # seeds 0-2: trunk, FCN and the eFCN at the 3 curve t_w; never seeds 3-4
 
 
 def test_tables_are_numbered_by_the_chapter_of_their_page():

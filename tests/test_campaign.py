@@ -248,4 +248,8 @@ def test_runs_record_how_their_deviation_was_summed_and_older_ones_are_flagged(t
     assert prov.loc[prov.role == "efcn", "deviation_version"].eq(DEVIATION_VERSION).all()
     assert analysis.OLD_DEVIATION not in analysis.deviation_claim(frame, prov, config)["note"]
     old = prov.assign(deviation_version=None)
-    assert analysis.OLD_DEVIATION in analysis.deviation_claim(frame, old, config)["note"]
+    efcns = int((prov.role == "efcn").sum())
+    assert f"{efcns} of {efcns} eFCN runs: {analysis.OLD_DEVIATION}" in analysis.deviation_claim(frame, old, config)["note"]
+    mixed = prov.copy()  # seeds added after the fix: the note counts the old runs only
+    mixed.loc[mixed.index[mixed.role == "efcn"][0], "deviation_version"] = None
+    assert f"1 of {efcns} eFCN runs: " in analysis.deviation_claim(frame, mixed, config)["note"]

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -141,8 +142,33 @@ def test_landscape_seeds_keep_the_curves_when_a_store_grows_by_seeds():
                          ([0.5], "not of type")):
         with pytest.raises(ValueError, match=message):
             make_config("smoke", {"seeds": [0, 1], "landscape_seeds": bad})
+    # the converged profile's three-seed cycle, whatever the order landscape_seeds is given in
+    three = lambda order: make_config("smoke", {"seeds": [0, 1, 2, 3, 4], "switch_times": [0, 2], "kinds": ["fc"],  # noqa: E731
+                                                "landscape_switch_times": [2], "landscape_seeds": order})
+    for order in ([0, 1, 2], [2, 1, 0]):
+        assert [t.spec.run.rsplit("/", 1)[1] for t in graph(three(order)) if "/fcn-fcn-" in t.spec.run] == \
+            ["fcn-fcn-s0-s1", "fcn-fcn-s1-s2", "fcn-fcn-s2-s0"]
     for given, read in (("null", None), ("[0]", [0]), ("1", [1]), (None, None)):  # as --set gives them
         assert make_config("smoke", {"seeds": [0, 1], "landscape_seeds": given}).landscape_seeds == read
+
+
+def test_curve_tables_keep_the_tasks_the_config_plans():
+    """landscape.planned_only: a curve of a seed beyond landscape_seeds (or a t_w beyond
+    landscape_switch_times) is left out and named, so claim 6 keeps its registered seeds and
+    control pairs; numbers stored as floats and NaN match the planned tasks."""
+    base = dict(arch="vanilla", width=4.0, n_train=500.0)
+    rows = pd.DataFrame([dict(base, pair=p, seed=s, other=o, switch_time=t, barrier=0.1)
+                         for p, s, o, t in (("efcn-fcn", 0, 0, 2.0), ("efcn-fcn", 1, 1, 2.0), ("fcn-fcn", 0, 1, np.nan),
+                                            ("efcn-fcn", 3, 3, 2.0), ("efcn-fcn", 0, 0, 0.0), ("fcn-fcn", 1, 3, np.nan))])
+    grown = make_config("smoke", {"seeds": [0, 1, 3], "switch_times": [0, 2], "kinds": ["fc"],
+                                  "landscape_switch_times": [2], "landscape_seeds": [0, 1]})
+    kept, extra = landscape.planned_only(rows, grown)
+    assert [f"{r.pair}-s{r.seed}-t{r.switch_time}" for r in kept.itertuples()] == [
+        "efcn-fcn-s0-t2.0", "efcn-fcn-s1-t2.0", "fcn-fcn-s0-tnan"]
+    assert extra == ["landscape/vanilla-w4-n500/efcn-fcn-s0-s0-t0", "landscape/vanilla-w4-n500/efcn-fcn-s3-s3-t2",
+                     "landscape/vanilla-w4-n500/fcn-fcn-s1-s3"]
+    unplanned = make_config("smoke", {"seeds": [0, 1]})  # plans no curve: keeps every row
+    assert landscape.planned_only(rows, unplanned)[0].equals(rows)
 
 
 def test_only_a_curve_task_brings_its_endpoints_and_their_trunks(tmp_path):

@@ -88,9 +88,11 @@ def deviation_claim(frame: pd.DataFrame, provenance: pd.DataFrame | None, window
     fcn = spread(dev.loc[dev["role"] == "fcn", "readout"])
     out["note"] = f"the FCN from scratch: δ {fcn[0]:.3f} (n = {fcn[2]})" if fcn[2] else ""
     if provenance is not None and len(provenance):
-        version = provenance.loc[provenance["role"] == "efcn"].get("deviation_version")
-        if version is None or version.isna().any():
-            out["note"] = "; ".join(filter(None, [out["note"], OLD_DEVIATION]))
+        efcns = provenance.loc[provenance["role"] == "efcn"]
+        version = efcns.get("deviation_version")
+        old = len(efcns) if version is None else int(version.isna().sum())
+        if old:  # counted: a store may mix runs from before and after the fix (seeds added later)
+            out["note"] = "; ".join(filter(None, [out["note"], f"{old} of {len(efcns)} eFCN runs: {OLD_DEVIATION}"]))
     return out
 
 
