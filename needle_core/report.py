@@ -910,6 +910,7 @@ def findings_converged(page: Results, arm2: Results | None, card: pd.DataFrame, 
             "delta-largest-tw": _times(e.nlargest(1, "mean").switch_time),
             "delta-smallest-tw": _times(e.nsmallest(1, "mean").switch_time),
             "delta-below": _times(e[e.hi < analysis.SMALL_DEVIATION].switch_time)}
+    out["curve-acc-describing"] = "No curve that only describes has been measured yet."
     out |= {"curve-images": cfg.landscape_n_train, "curve-weights": f"{analysis.sizes(cfg.archs[0], cfg.widths[0])['efcn'] / 1e6:.1f}"}
     if curves is not None and len(curves):
         for pair in ("efcn-fcn", "fcn-fcn"):
@@ -917,8 +918,15 @@ def findings_converged(page: Results, arm2: Results | None, card: pd.DataFrame, 
                 values = curves.loc[(curves.pair == pair) & (curves.method == method), "barrier"]
                 out[f"{pair}-{method}"] = _span(values, 3 if method == "curve" else 2)
         trained = curves[curves.method == "curve"]
-        out |= {"curves": len(trained), "curve-acc-drop": float(
-            (trained[["test_acc_a", "test_acc_b"]].min(axis=1) - trained.test_acc_min).max())}
+        drop = trained[["test_acc_a", "test_acc_b"]].min(axis=1) - trained.test_acc_min  # below the worse end
+        deciding = trained.pair.isin(landscape.DECIDING_PAIRS)
+        out |= {"curves": int(deciding.sum()), "curve-acc-drop": float(drop[deciding].max())}
+        described = [f"{drop[trained.pair == pair].max():.3f} along {analysis.PAIR_LABELS.get(pair, pair)} "
+                     f"({(trained.pair == pair).sum()} measured, barrier {_span(trained.loc[trained.pair == pair, 'barrier'], 3)} nats)"
+                     for pair in sorted(set(trained.pair) - set(landscape.DECIDING_PAIRS))]
+        out["curve-acc-describing"] = ("On the curves that only describe, test accuracy falls at most "
+                                       + "; ".join(described) + "." if described else
+                                       "No curve that only describes has been measured yet.")
     for r in card.itertuples():
         out[f"verdict-{r.claim}"] = str(r.verdict)
     reading = str(card.loc[card.claim == 5, "post_hoc"].iloc[0])
