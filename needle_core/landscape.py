@@ -437,9 +437,9 @@ def planned_only(frame: pd.DataFrame, config: SweepConfig) -> tuple[pd.DataFrame
     if frame.empty or not tasks:
         return frame, []
     planned = {_task_key(t) for t in tasks}
-    keep = pd.Series([_task_key(r) in planned for r in frame.itertuples()], index=frame.index)
-    extra = sorted({CurveSpec(*key[:6], switch_time=key[6]).run for key, kept in
-                    zip(map(_task_key, frame.itertuples()), keep) if not kept})
+    keys = [_task_key(r) for r in frame.itertuples()]
+    keep = pd.Series([key in planned for key in keys], index=frame.index)
+    extra = sorted({CurveSpec(*key[:6], switch_time=key[6]).run for key in set(keys) - planned})
     return frame[keep].reset_index(drop=True), extra
 
 

@@ -196,7 +196,7 @@ def scorecard(page: Results, arm2: Results | None = None) -> tuple[pd.DataFrame,
     :func:`needle_core.analysis.claims`, the string-path landscape measurements and the trained
     curves it was decided from (either may be empty).  A campaign still training
     (``load(in_progress=True)``) gets pending verdicts."""
-    barriers, tables = landscape.results(page.root), curve_tables(page)
+    barriers, tables = landscape.results(page.root), curve_tables(page, ("curves", "traces", "records"))
     curves = tables["curves"]
     card = analysis.claims(page.frame, page.runs, page.config, landscape=barriers, curves=curves,
                            curve_traces=tables["traces"], curve_records=tables["records"],
@@ -209,16 +209,20 @@ def scorecard(page: Results, arm2: Results | None = None) -> tuple[pd.DataFrame,
     return card, barriers, curves
 
 
-def curve_tables(page: Results) -> dict[str, pd.DataFrame]:
-    """The store's trained-curve tables, ``curves`` (:func:`~needle_core.landscape.curve_results`),
-    ``traces``, ``scans`` and ``records``, kept to the tasks ``page.config`` plans (its
+#: The readers of the trained-curve tables (:func:`curve_tables`).
+CURVE_TABLES = {"curves": landscape.curve_results, "traces": landscape.curve_traces, "scans": landscape.curve_scans,
+                "records": landscape.curve_records}
+
+
+def curve_tables(page: Results, names: Sequence[str] = tuple(CURVE_TABLES)) -> dict[str, pd.DataFrame]:
+    """The store's trained-curve tables ``names`` (of :data:`CURVE_TABLES`: ``curves``,
+    ``traces``, ``scans``, ``records``), kept to the tasks ``page.config`` plans (its
     ``landscape_seeds`` and ``landscape_switch_times``): a task beyond them (curves of seeds
     added later, say) would change claim 6's seeds and control pairs, so it is left out, with a
     warning that names it."""
-    read = {"curves": landscape.curve_results, "traces": landscape.curve_traces, "scans": landscape.curve_scans,
-            "records": landscape.curve_records}
     tables, extra = {}, set()
-    for name, reader in read.items():
+    for name in names:
+        reader = CURVE_TABLES[name]
         tables[name], beyond = landscape.planned_only(reader(page.root), page.config)
         extra |= set(beyond)
     if extra:
