@@ -704,11 +704,12 @@ def curve_records(root) -> pd.DataFrame:
     return pd.DataFrame([json.loads(f.read_text()) for f in files])
 
 
-def wall_times(root, cfg: dict | None = None) -> dict[str, float]:
+def wall_times(root, cfg: dict | None = None, curves: pd.DataFrame | None = None) -> dict[str, float]:
     """Seconds the store's landscape measurements took, summed over their records (of the
     configuration ``cfg``, its arch, width and n_train, when given): ``string`` (the
-    string-path points, :func:`records`) and ``curve`` (the curve tasks,
-    :func:`curve_records`); 0.0 where nothing was measured."""
+    string-path points, :func:`records`) and ``curve`` (the curve tasks: ``curves``, a
+    :func:`curve_records` table already narrowed to the tasks a config plans
+    (:func:`planned_only`), else every record of the store); 0.0 where nothing was measured."""
     from .analysis.readouts import select
 
     def total(frame: pd.DataFrame) -> float:
@@ -718,7 +719,7 @@ def wall_times(root, cfg: dict | None = None) -> dict[str, float]:
             frame = frame[select(frame, cfg)]
         return float(pd.to_numeric(frame["wall_time_s"], errors="coerce").fillna(0).sum())
 
-    return dict(string=total(records(root)), curve=total(curve_records(root)))
+    return dict(string=total(records(root)), curve=total(curve_records(root) if curves is None else curves))
 
 
 KEYS = ["pair", "arch", "width", "n_train", "seed", "other", "switch_time"]

@@ -202,7 +202,7 @@ def scorecard(page: Results, arm2: Results | None = None) -> tuple[pd.DataFrame,
                            curve_traces=tables["traces"], curve_records=tables["records"],
                            arm2=arm2 and (arm2.frame, arm2.runs, arm2.config, arm2.pending),
                            in_progress=page.pending, curves_in_progress=page.curves_pending,
-                           landscape_seconds=lambda cfg: landscape.wall_times(page.root, cfg))
+                           landscape_seconds=lambda cfg: landscape.wall_times(page.root, cfg, tables["records"]))
     # Each claim's details live on this edition's page (the converged edition's page 3 is
     # 03_switch_time_converged, not the 20-epoch 03_switch_time).
     card["page"] = card["page"].map(lambda source: edition_page(page.profile, source))

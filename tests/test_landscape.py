@@ -195,6 +195,8 @@ def test_curve_tasks_join_an_existing_store_without_redoing_its_runs(curved):
     records = landscape.curve_records(root)
     assert len(records) == 5 and set(records["status"]) == {"done"}
     assert landscape.wall_times(root)["curve"] == pytest.approx(records["wall_time_s"].sum()) and records["wall_time_s"].gt(0).all()
+    planned = records.iloc[:2]  # a table narrowed by planned_only: only its tasks count
+    assert landscape.wall_times(root, curves=planned)["curve"] == pytest.approx(planned["wall_time_s"].sum())
     assert records["config_digest"].eq(CURVES.digest()).all()
     assert records["settings"].iloc[0] == landscape.curve_settings(CURVES)
     assert records["n_curve"].eq(100).all()
