@@ -823,6 +823,28 @@ def curve_claim(barriers: pd.DataFrame, method: str = "curve", margin: float = M
     return dict(verdict=verdict, reason=reason, per_tw=per, described=described)
 
 
+def accuracy_lost(curves: pd.DataFrame) -> pd.DataFrame:
+    """Test accuracy lost along the trained curves, per pair and t_w (description, not a
+    test): the worse end's test accuracy minus the lowest along the curve (fraction of the
+    test images; 0 when the curve never dips below its worse end), its mean, 95% interval
+    over the pairs of seeds and largest value.  ``curves``: :func:`curve_results` (one
+    (arch, width, n_train) group).  Columns pair, switch_time (NaN for controls without
+    one, as in ``curves``), n, mean, lo, hi, max; rows in :data:`PAIRS` order, then by t_w."""
+    columns = ["pair", "switch_time", "n", "mean", "lo", "hi", "max"]
+    trained = curves[curves["method"] == "curve"] if len(curves) else curves
+    if trained.empty:
+        return pd.DataFrame(columns=columns)
+    lost = trained[["test_acc_a", "test_acc_b"]].astype(float).min(axis=1) - trained["test_acc_min"].astype(float)
+    out = []
+    for (pair, t), g in lost.groupby([trained["pair"], trained["switch_time"].fillna(-1)], sort=False):
+        mean, lo, hi, n = interval(g, 0.95)
+        out.append(dict(pair=pair, switch_time=float("nan") if t == -1 else t, n=n, mean=mean, lo=lo, hi=hi,
+                        max=float(g.max()) if n else float("nan")))
+    order = list(PAIRS)
+    out.sort(key=lambda r: (order.index(r["pair"]), -1 if np.isnan(r["switch_time"]) else r["switch_time"]))
+    return pd.DataFrame(out, columns=columns)
+
+
 def _describe(barriers: pd.DataFrame) -> pd.DataFrame:
     """Mean barrier and 95% interval over seeds of every pair × method × t_w (description)."""
     out = []

@@ -922,15 +922,23 @@ def findings_converged(page: Results, arm2: Results | None, card: pd.DataFrame, 
                 values = curves.loc[(curves.pair == pair) & (curves.method == method), "barrier"]
                 out[f"{pair}-{method}"] = _span(values, 3 if method == "curve" else 2)
         trained = curves[curves.method == "curve"]
-        drop = trained[["test_acc_a", "test_acc_b"]].min(axis=1) - trained.test_acc_min  # below the worse end
-        deciding = trained.pair.isin(landscape.DECIDING_PAIRS)
-        out |= {"curves": int(deciding.sum()), "curve-acc-drop": float(drop[deciding].max())}
-        described = [f"{drop[trained.pair == pair].max():.3f} along {analysis.PAIR_LABELS.get(pair, pair)} "
-                     f"({(trained.pair == pair).sum()} measured, barrier {_span(trained.loc[trained.pair == pair, 'barrier'], 3)} nats)"
-                     for pair in sorted(set(trained.pair) - set(landscape.DECIDING_PAIRS))]
-        out["curve-acc-describing"] = ("On the curves that only describe, test accuracy falls at most "
-                                       + "; ".join(described) + "." if described else
-                                       "No curve that only describes has been measured yet.")
+        lost = landscape.accuracy_lost(curves)
+        deciding = lost.pair.isin(landscape.DECIDING_PAIRS)
+        out |= {"curves": int(trained.pair.isin(landscape.DECIDING_PAIRS).sum()),
+                "curve-acc-drop": float(lost.loc[deciding, "max"].max())}
+
+        def barrier_span(r):
+            b = trained.loc[(trained.pair == r.pair) & (trained.switch_time.isna() if pd.isna(r.switch_time)
+                                                        else trained.switch_time == r.switch_time), "barrier"]
+            return _span(b, 3)
+
+        described = [f"{r.mean:.3f} {_range(r.lo, r.hi) if pd.notna(r.lo) else '(one pair: no interval)'} along "
+                     f"{analysis.PAIR_LABELS.get(r.pair, r.pair)}"
+                     + ("" if pd.isna(r.switch_time) else f" at t_w = {int(r.switch_time)}")
+                     + f" (n = {r.n}, barrier {barrier_span(r)} nats)" for r in lost[~deciding].itertuples()]
+        out["curve-acc-describing"] = ("On the curves that only describe, the test accuracy lost below the worse "
+                                       "end (mean over the pairs of seeds, 95% interval) is " + "; ".join(described)
+                                       + "." if described else "No curve that only describes has been measured yet.")
     for r in card.itertuples():
         out[f"verdict-{r.claim}"] = str(r.verdict)
     reading = str(card.loc[card.claim == 5, "post_hoc"].iloc[0])
@@ -1211,6 +1219,21 @@ def curve_task_table(page, curves: pd.DataFrame, records: pd.DataFrame) -> None:
                   + ", ".join(f"{p} {s}" + (f" t_w={t}" if t != "" else "") for p, s, t in
                               zip(lost["pair"], lost["seeds"], lost["t_w"]))
                   + ". The rule's n at that t_w counts the seeds left.")
+
+
+def curve_accuracy_table(page, curves: pd.DataFrame) -> None:
+    """Display :func:`needle_core.landscape.accuracy_lost` per configuration: the test accuracy
+    the trained curves lose below their worse end, per pair and t_w (description)."""
+    for cfg in page.configurations():
+        lost = landscape.accuracy_lost(curves[analysis.select(curves, cfg)] if len(curves) else curves)
+        lost = lost.assign(pair=lost["pair"].map(analysis.PAIR_LABELS),
+                           switch_time=lost["switch_time"].map(lambda t: "" if pd.isna(t) else int(t)))
+        table(lost.rename(columns={"switch_time": "t_w", "lo": "95% lo", "hi": "95% hi"}),
+              _curve_key("tab-curve-accuracy", cfg),
+              f"Test accuracy lost along the trained curves, {analysis.label(cfg)}: worse end minus lowest along the "
+              "curve (fraction of the test images), mean over the pairs of seeds, its 95% interval and the largest; "
+              "description, not a test",
+              formats={c: "{:.3f}" for c in ("mean", "95% lo", "95% hi", "max")})
 
 
 def curve_provenance(records: pd.DataFrame, planned: int | None = None) -> dict:

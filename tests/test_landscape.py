@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 from needle_core import analysis, landscape
 from needle_core.config import make_config
@@ -400,3 +401,23 @@ def test_curves_copied_into_another_store_are_listed_by_upgrade(curved, tmp_path
     out = upgrade(clone)
     assert not out["unexpected"] and len(out["vouched"]) == 3 * 5  # record, rows, trace of 5 tasks
     assert ResultStore(clone).verify()["problems"] == []
+
+
+def test_accuracy_lost_describes_each_pair_with_an_interval_over_seeds():
+    """landscape.accuracy_lost: the worse end minus the lowest along the trained curve (other
+    paths ignored), per pair and t_w in PAIRS order; one pair has no interval; a curve that
+    never dips below its worse end loses 0."""
+    row = lambda pair, t, low, method="curve": dict(pair=pair, switch_time=t, method=method,  # noqa: E731
+                                                    test_acc_a=0.6, test_acc_b=0.5, test_acc_min=low)
+    curves = pd.DataFrame([row("cnn-cnn", np.nan, 0.30), row("cnn-cnn", np.nan, 0.40), row("cnn-cnn", np.nan, 0.35),
+                           row("efcn-fcn", 9.0, 0.5), row("efcn-fcn", 2.0, 0.45), row("efcn-fcn", 2.0, 0.1, "linear")])
+    lost = landscape.accuracy_lost(curves)
+    assert [(p, None if np.isnan(t) else t) for p, t in zip(lost["pair"], lost["switch_time"])] == \
+        [("efcn-fcn", 2.0), ("efcn-fcn", 9.0), ("cnn-cnn", None)]
+    cnn = lost.iloc[2]
+    half = stats.t.ppf(0.975, 2) * 0.05 / np.sqrt(3)  # lost 0.20, 0.10, 0.15: sd 0.05
+    assert cnn["n"] == 3 and cnn["mean"] == pytest.approx(0.15) and cnn["max"] == pytest.approx(0.2)
+    assert (cnn["lo"], cnn["hi"]) == (pytest.approx(0.15 - half), pytest.approx(0.15 + half))
+    assert lost.iloc[0]["mean"] == pytest.approx(0.05) and np.isnan(lost.iloc[0]["lo"])  # one pair, no interval
+    assert lost.iloc[1]["mean"] == 0.0
+    assert landscape.accuracy_lost(curves.iloc[:0]).empty
