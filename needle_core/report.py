@@ -932,12 +932,13 @@ def findings_converged(page: Results, arm2: Results | None, card: pd.DataFrame, 
                                                         else trained.switch_time == r.switch_time), "barrier"]
             return _span(b, 3)
 
-        described = [f"{r.mean:.3f} {_range(r.lo, r.hi) if pd.notna(r.lo) else '(one pair: no interval)'} along "
+        described = [f"{r.mean:.3f} " + (f"[{r.lo:.3f}, {r.hi:.3f}]".replace("-", "−") if pd.notna(r.lo) else
+                                          "(one pair: no interval)") + " along "
                      f"{analysis.PAIR_LABELS.get(r.pair, r.pair)}"
                      + ("" if pd.isna(r.switch_time) else f" at t_w = {int(r.switch_time)}")
                      + f" (n = {r.n}, barrier {barrier_span(r)} nats)" for r in lost[~deciding].itertuples()]
         out["curve-acc-describing"] = ("On the curves that only describe, the test accuracy lost below the worse "
-                                       "end (mean over the pairs of seeds, 95% interval) is " + "; ".join(described)
+                                       "end (mean over the pairs of seeds, 95% t-interval) is " + "; ".join(described)
                                        + "." if described else "No curve that only describes has been measured yet.")
     for r in card.itertuples():
         out[f"verdict-{r.claim}"] = str(r.verdict)
@@ -1231,8 +1232,8 @@ def curve_accuracy_table(page, curves: pd.DataFrame) -> None:
         table(lost.rename(columns={"switch_time": "t_w", "lo": "95% lo", "hi": "95% hi"}),
               _curve_key("tab-curve-accuracy", cfg),
               f"Test accuracy lost along the trained curves, {analysis.label(cfg)}: worse end minus lowest along the "
-              "curve (fraction of the test images), mean over the pairs of seeds, its 95% interval and the largest; "
-              "description, not a test",
+              "curve (fraction of the test images); mean over the tasks (one per seed or pair of seeds), its 95% "
+              "t-interval and the largest; description, not a test",
               formats={c: "{:.3f}" for c in ("mean", "95% lo", "95% hi", "max")})
 
 

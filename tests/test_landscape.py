@@ -232,6 +232,15 @@ def test_curve_results_traces_and_the_decision(curved):
                                        "landscape_switch_times": [2], "landscape_n_train": 100}, train=False)
     card = report.scorecard(page)[0].set_index("claim")
     assert card.loc[6, "wall_time"] == pytest.approx(landscape.curve_records(root)["wall_time_s"].sum())
+    # ... of the tasks the config plans only: with one landscape seed, the other seed's curves are not counted
+    records = landscape.curve_records(root)
+    narrowed = report.load("smoke", root, {"seeds": [0, 1], "switch_times": [0, 2], "kinds": ["fc"],
+                                           "landscape_switch_times": [2], "landscape_n_train": 100,
+                                           "landscape_seeds": [0]}, train=False)
+    mine = records["task"].isin([t.run for t in landscape.curve_tasks(narrowed.config)])
+    assert 0 < mine.sum() < len(records)
+    assert report.scorecard(narrowed)[0].set_index("claim").loc[6, "wall_time"] == pytest.approx(
+        records.loc[mine, "wall_time_s"].sum())
 
 
 def test_page_6b_tables_and_figures(curved, capsys, monkeypatch):
