@@ -914,7 +914,7 @@ def findings_converged(page: Results, arm2: Results | None, card: pd.DataFrame, 
             "delta-largest-tw": _times(e.nlargest(1, "mean").switch_time),
             "delta-smallest-tw": _times(e.nsmallest(1, "mean").switch_time),
             "delta-below": _times(e[e.hi < analysis.SMALL_DEVIATION].switch_time)}
-    out["curve-acc-describing"] = "No curve that only describes has been measured yet."
+    out["curve-acc-describing"] = "No curve that only describes has been measured yet."  # until one is
     out |= {"curve-images": cfg.landscape_n_train, "curve-weights": f"{analysis.sizes(cfg.archs[0], cfg.widths[0])['efcn'] / 1e6:.1f}"}
     if curves is not None and len(curves):
         for pair in ("efcn-fcn", "fcn-fcn"):
@@ -937,9 +937,10 @@ def findings_converged(page: Results, arm2: Results | None, card: pd.DataFrame, 
                      f"{analysis.PAIR_LABELS.get(r.pair, r.pair)}"
                      + ("" if pd.isna(r.switch_time) else f" at t_w = {int(r.switch_time)}")
                      + f" (n = {r.n}, barrier {barrier_span(r)} nats)" for r in lost[~deciding].itertuples()]
-        out["curve-acc-describing"] = ("On the curves that only describe, the test accuracy lost below the worse "
-                                       "end (mean over the pairs of seeds, 95% t-interval) is " + "; ".join(described)
-                                       + "." if described else "No curve that only describes has been measured yet.")
+        if described:
+            out["curve-acc-describing"] = ("On the curves that only describe, the test accuracy lost below the worse "
+                                           "end (mean over the pairs of seeds, 95% t-interval) is "
+                                           + "; ".join(described) + ".")
     for r in card.itertuples():
         out[f"verdict-{r.claim}"] = str(r.verdict)
     reading = str(card.loc[card.claim == 5, "post_hoc"].iloc[0])

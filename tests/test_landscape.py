@@ -231,9 +231,9 @@ def test_curve_results_traces_and_the_decision(curved):
     page = report.load("smoke", root, {"seeds": [0, 1], "switch_times": [0, 2], "kinds": ["fc"],
                                        "landscape_switch_times": [2], "landscape_n_train": 100}, train=False)
     card = report.scorecard(page)[0].set_index("claim")
-    assert card.loc[6, "wall_time"] == pytest.approx(landscape.curve_records(root)["wall_time_s"].sum())
-    # ... of the tasks the config plans only: with one landscape seed, the other seed's curves are not counted
     records = landscape.curve_records(root)
+    assert card.loc[6, "wall_time"] == pytest.approx(records["wall_time_s"].sum())
+    # ... of the tasks the config plans only: with one landscape seed, the other seed's curves are not counted
     narrowed = report.load("smoke", root, {"seeds": [0, 1], "switch_times": [0, 2], "kinds": ["fc"],
                                            "landscape_switch_times": [2], "landscape_n_train": 100,
                                            "landscape_seeds": [0]}, train=False)
